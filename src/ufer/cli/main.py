@@ -1,0 +1,38 @@
+"""The ``ufer`` command: one argparse subcommand per verb; each verb lives in its own module.
+
+A verb module exposes ``add_parser(subparsers)`` (which registers the subcommand and
+sets ``func``) and does all real work through library functions.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# verb -> module under ufer.cli; imported lazily so `ufer --help` stays fast.
+VERBS = {
+    "synth": "synth",
+    "noise": "noise",
+}
+
+
+def build_parser(verbs: dict[str, str] = VERBS) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ufer", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    for verb, module in verbs.items():
+        importlib.import_module(f"ufer.cli.{module}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verb is None:
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""ufer.engine"""
