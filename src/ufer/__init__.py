@@ -1,2 +1,26 @@
-"""ufer: facial expression recognition that stays accurate under uncertain labels."""
+"""ufer: facial expression recognition that stays accurate under uncertain labels.
+
+Public API: ``list_methods``, ``create_method``, ``register_method``, ``load_method``,
+``read_manifest``.
+"""
+from ufer._registry import create_method, list_methods, register_method
+
 __version__ = "0.1.0"
+
+
+def load_method(path: str):
+    """Rebuild a trained method from its checkpoint (see ``ufer.methods.base.load_method``)."""
+    from ufer.methods.base import load_method as _load
+
+    return _load(path)
+
+
+def read_manifest(path: str, check_images: bool = True):
+    """Read and validate a manifest (see ``ufer.data.manifest.read_manifest``)."""
+    from ufer.data.manifest import read_manifest as _read
+
+    return _read(path, check_images=check_images)
+
+
+__all__ = ["__version__", "create_method", "list_methods", "register_method", "load_method",
+           "read_manifest"]

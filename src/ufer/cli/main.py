@@ -1,7 +1,8 @@
 """The ``ufer`` command: one argparse subcommand per verb; each verb lives in its own module.
 
 A verb module exposes ``add_parser(subparsers)`` (which registers the subcommand and
-sets ``func``) and does all real work through library functions.
+sets ``func``) and does all real work through library functions. A module with
+``PASSTHROUGH = True`` parses its own arguments in ``main(argv)`` (``ufer train``).
 """
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ import sys
 VERBS = {
     "synth": "synth",
     "noise": "noise",
+    "train": "train",
+    "evaluate": "evaluate",
+    "demo": "demo",
 }
 
 
@@ -26,6 +30,10 @@ def build_parser(verbs: dict[str, str] = VERBS) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in VERBS:
+        module = importlib.import_module(f"ufer.cli.{VERBS[argv[0]]}")
+        if getattr(module, "PASSTHROUGH", False):  # the verb parses its own arguments
+            return int(module.main(argv[1:]) or 0)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verb is None:

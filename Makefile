@@ -1,0 +1,28 @@
+# make demo: synthesize data, inject noise, train every method, evaluate, print a table.
+# make test: the test suite (what CI runs).
+# Both create .venv if it is missing and install the project into it. torch comes from the
+# `torch>=2.4` range in pyproject.toml: on the project machine pip's cap resolves it to the
+# local 2.14.1 wheel; elsewhere pip takes the newest release (install a CUDA build first
+# if your driver needs an older one).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.ufer-installed
+export HF_HUB_OFFLINE := 1
+
+.PHONY: demo test install clean-runs
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[dev,export,bench]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/ufer demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+clean-runs:
+	rm -rf runs/demo

@@ -1,0 +1,154 @@
+"""FERDataModule: manifest -> loaders, with batched augmentation after the device transfer.
+
+Images travel as uint8 and become normalised floats on the device
+(``on_after_batch_transfer``), where training batches are also augmented with a
+generator seeded by (seed, epoch, first index of the batch): augmentation is
+reproducible and a resumed run sees exactly the batches an uninterrupted run would.
+Shuffling uses a ``DistributedSampler`` on one process too, seeded and set per epoch
+by Lightning, for the same reason.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from ufer.data.dataset import ManifestDataset
+from ufer.data.manifest import Manifest, read_manifest
+from ufer.data.transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, augment_batch, \
+    normalize, to_float
+
+
+class FERDataModule(pl.LightningDataModule):
+    """Loaders for the train / val / test splits of one manifest.
+
+    Args:
+        manifest: path of the manifest (CSV or Parquet with its JSON sidecar).
+        image_size: square input size; None keeps the stored size.
+        batch_size: training batch size (per process); eval_batch_size for val/test.
+        num_workers: DataLoader workers (0 is best on a 2-core machine).
+        augment: training augmentation (flip, shift, colour jitter, erasing).
+        seed: shuffling and augmentation seed.
+        cache: decode all images once into memory (True/False/"auto").
+        val_split, test_split: split names used for validation and test.
+    """
+
+    def __init__(self, manifest: str, image_size: int | None = None, batch_size: int = 128,
+                 eval_batch_size: int = 256, num_workers: int = 0,
+                 augment: AugmentConfig | None = None, seed: int = 0,
+                 cache: bool | str = "auto", val_split: str = "val", test_split: str = "test"):
+        super().__init__()
+        self.manifest_path = str(manifest)
+        self.manifest: Manifest = read_manifest(manifest, check_images=False)
+        self.image_size = image_size
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.num_workers, self.seed, self.cache = num_workers, seed, cache
+        self.augment = augment if augment is not None else AugmentConfig()
+        self.val_split, self.test_split = val_split, test_split
+        self.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        self.std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        self._sets: dict[str, ManifestDataset] = {}
+        self.save_hyperparameters({"manifest": self.manifest_path, "image_size": image_size,
+                                   "batch_size": batch_size, "seed": seed,
+                                   "augment": asdict(self.augment)})
+
+    # what the method needs to size itself (linked by `ufer train`)
+    @property
+    def num_classes(self) -> int:
+        return self.manifest.num_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.manifest.classes)
+
+    @property
+    def num_train(self) -> int:
+        return int((self.manifest.frame["split"] == "train").sum())
+
+    @property
+    def num_aus(self) -> int:
+        return len(self.manifest.au_names)
+
+    @property
+    def has_va(self) -> bool:
+        return self.manifest.has_va
+
+    def dataset(self, split: str) -> ManifestDataset:
+        """The dataset of one split, built once (on first use the image files are checked)."""
+        if not self._sets:
+            self.manifest = read_manifest(self.manifest_path, check_images=True)
+        if split not in self._sets:
+            self._sets[split] = ManifestDataset(self.manifest, split, self.image_size, self.cache)
+        return self._sets[split]
+
+    @property
+    def train_set(self) -> ManifestDataset:
+        return self.dataset("train")
+
+    def setup(self, stage: str) -> None:
+        splits = {"fit": ["train", self.val_split], "validate": [self.val_split],
+                  "test": [self.test_split], "predict": [self.test_split]}[stage]
+        for split in splits:
+            if split in set(self.manifest.frame["split"]):
+                self.dataset(split)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        ds = self.dataset(split)
+        trainer = self._trainer if hasattr(self, "_trainer") else None
+        world = trainer.world_size if trainer is not None else 1
+        rank = trainer.global_rank if trainer is not None else 0
+        sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=shuffle,
+                                     seed=self.seed, drop_last=False)
+        size = self.batch_size if shuffle else self.eval_batch_size
+        return DataLoader(ds, batch_size=size, sampler=sampler, num_workers=self.num_workers,
+                          drop_last=shuffle and len(ds) // world > size,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val_split not in set(self.manifest.frame["split"]):
+            return []
+        return self._loader(self.val_split, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_split, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict:
+        """uint8 images -> float in [0, 1] -> (augmented when training) -> normalised."""
+        images = to_float(batch["image"])
+        trainer = self._trainer if hasattr(self, "_trainer") else None
+        if trainer is not None and trainer.training:
+            generator = torch.Generator(device=images.device)
+            generator.manual_seed(hash((self.seed, trainer.current_epoch,
+                                        int(batch["index"][0]))) % (2**63))
+            images = augment_batch(images, self.augment, generator)
+        mean, std = self.mean.to(images.device), self.std.to(images.device)
+        batch["image"] = normalize(images, mean, std).contiguous(memory_format=torch.channels_last)
+        return batch
+
+
+def manifest_summary(path: str | Path) -> str:
+    """A short human summary of a manifest: splits, classes, annotations."""
+    m = read_manifest(path, check_images=False)
+    lines = [f"{path}: {len(m)} images, {m.num_classes} classes ({', '.join(m.classes)})"]
+    for split, part in m.frame.groupby("split", sort=False):
+        counts = part["label"].value_counts().reindex(range(m.num_classes), fill_value=0)
+        lines.append(f"  {split:5s} {len(part):6d}  per class: {counts.tolist()}")
+    extras = [name for name, present in (("VA", m.has_va), ("AUs", bool(m.au_names)),
+                                         ("votes", m.has_dist), ("clean_label", m.has_clean_label))
+              if present]
+    lines.append(f"  annotations: {', '.join(extras) or 'labels only'}")
+    if m.meta.get("noise"):
+        n = m.meta["noise"]
+        lines.append(f"  noise: {n.get('protocol')} rate {n.get('rate')} seed {n.get('seed')} "
+                     f"-> {n.get('flipped')} labels flipped")
+    return "\n".join(lines)
