@@ -19,8 +19,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ufer.data.dataset import ManifestDataset
 from ufer.data.manifest import Manifest, read_manifest
-from ufer.data.transforms import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, augment_batch, \
-    normalize, to_float
+from ufer.data.transforms import AugmentConfig, augment_batch, normalize, to_float
 
 
 class FERDataModule(pl.LightningDataModule):
@@ -49,8 +48,6 @@ class FERDataModule(pl.LightningDataModule):
         self.num_workers, self.seed, self.cache = num_workers, seed, cache
         self.augment = augment if augment is not None else AugmentConfig()
         self.val_split, self.test_split = val_split, test_split
-        self.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        self.std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         self._sets: dict[str, ManifestDataset] = {}
         self.save_hyperparameters({"manifest": self.manifest_path, "image_size": image_size,
                                    "batch_size": batch_size, "seed": seed,
@@ -131,8 +128,7 @@ class FERDataModule(pl.LightningDataModule):
             generator.manual_seed(hash((self.seed, trainer.current_epoch,
                                         int(batch["index"][0]))) % (2**63))
             images = augment_batch(images, self.augment, generator)
-        mean, std = self.mean.to(images.device), self.std.to(images.device)
-        batch["image"] = normalize(images, mean, std).contiguous(memory_format=torch.channels_last)
+        batch["image"] = normalize(images).contiguous(memory_format=torch.channels_last)
         return batch
 
 

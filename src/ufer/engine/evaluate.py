@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from ufer.data.dataset import ManifestDataset
 from ufer.data.manifest import read_manifest
-from ufer.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize, to_float
+from ufer.data.transforms import normalize, to_float
 from ufer.engine import metrics
 from ufer.engine.plots import plot_confusion
 from ufer.methods.base import load_method
@@ -22,11 +22,9 @@ def predict_probs(net: FERNet, dataset: ManifestDataset, batch_size: int = 256) 
     """Softmax probabilities (N, C) of ``net`` on every item of ``dataset``, in order."""
     net.eval()
     device = next(net.parameters()).device
-    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
     out = []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        images = normalize(to_float(batch["image"].to(device)), mean, std)
+        images = normalize(to_float(batch["image"].to(device)))
         out.append(net(images).softmax(dim=1).cpu())
     return torch.cat(out)
 

@@ -55,15 +55,18 @@ class EpochLine(Callback):
 
 
 def trainer_kwargs(run_dir: str | Path, max_epochs: int, *, progress: bool | None = None,
-                   checkpoints: bool = True, **overrides: Any) -> dict[str, Any]:
+                   checkpoints: bool = True, extra_callbacks: list[Callback] | None = None,
+                   **overrides: Any) -> dict[str, Any]:
     """Keyword arguments for ``pl.Trainer``: loggers, checkpoints and output for one run."""
     run_dir = Path(run_dir)
     progress = interactive() if progress is None else progress
-    callbacks: list[Callback] = [] if progress else [EpochLine()]
+    callbacks: list[Callback] = list(extra_callbacks or []) + ([] if progress else [EpochLine()])
     if checkpoints:
-        callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
-                                         monitor="val/acc", mode="max", save_top_k=1,
-                                         save_last=True, enable_version_counter=False))
+        callbacks += [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
+                                      monitor="val/acc", mode="max", save_top_k=1,
+                                      enable_version_counter=False),
+                      ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last",
+                                      save_top_k=1, enable_version_counter=False)]
     kwargs: dict[str, Any] = dict(
         max_epochs=max_epochs, default_root_dir=str(run_dir), accelerator="auto", devices=1,
         logger=[CSVLogger(run_dir, name="", version=""),
