@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 # verb -> module under ufer.cli; imported lazily so `ufer --help` stays fast.
 VERBS = {
@@ -21,7 +22,8 @@ VERBS = {
 
 
 def build_parser(verbs: dict[str, str] = VERBS) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ufer", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ufer", description="ufer: facial expression recognition under uncertain labels")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, module in verbs.items():
         importlib.import_module(f"ufer.cli.{module}").add_parser(sub)
@@ -29,6 +31,8 @@ def build_parser(verbs: dict[str, str] = VERBS) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # lightning 2.6 + torch 2.14 warn about their own internals on every run
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in VERBS:
         module = importlib.import_module(f"ufer.cli.{VERBS[argv[0]]}")

@@ -36,6 +36,8 @@ class UferCLI(LightningCLI):
         method = str(config["model"]["class_path"]).rsplit(".", 1)[-1].lower()
         run_dir = Path(config.get("run_dir") or f"runs/{method}-{time.strftime('%Y%m%d-%H%M%S')}")
         defaults = trainer_kwargs(run_dir, kwargs.get("max_epochs") or 30)
+        if kwargs.get("enable_progress_bar") is None:  # bars only when a person watches
+            kwargs["enable_progress_bar"] = defaults["enable_progress_bar"]
         for key in ("logger", "callbacks", "default_root_dir"):
             if key == "callbacks":
                 kwargs[key] = list(kwargs.get(key) or []) + defaults[key]
