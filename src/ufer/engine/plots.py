@@ -5,6 +5,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from torch import Tensor
 
 _TITLE_H = 12  # title strip height in pixels
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -51,4 +52,37 @@ def contact_sheet(images: list[np.ndarray], titles: list[str], out_png: str | Pa
     out_png.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out_png), sheet[:, :, ::-1]):
         raise OSError(f"could not write {out_png}")
+    return out_png
+
+
+def plot_confusion(confusion: Tensor | np.ndarray, class_names: list[str], out_png: str | Path,
+                   title: str = "", normalize: bool = True) -> Path:
+    """Confusion matrix (rows true, columns predicted) as a PNG heat map with counts.
+
+    ``normalize`` colours each row by its share (per-class recall); the text shows counts.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(confusion, dtype=np.int64)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1) if normalize else counts
+    size = 1.0 + 0.6 * len(class_names)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (given label)")
+    for (i, j), count in np.ndenumerate(counts):
+        ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
+                color="white" if shares[i, j] > 0.6 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046, label="row share" if normalize else "count")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
     return out_png

@@ -215,7 +215,8 @@ def load_method(path: str | Path, map_location: str = "cpu") -> FERMethod:
 
     ckpt = read_checkpoint(path)
     cls = method_class(ckpt[CKPT_KEY]["method"])
-    method = cls(**ckpt["hyper_parameters"])
+    # LightningCLI adds private keys (_class_path, _instantiator) next to the arguments
+    method = cls(**{k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")})
     method.on_load_checkpoint(ckpt)
     method.load_state_dict(ckpt["state_dict"])
     method.data_hparams = dict(ckpt.get("datamodule_hyper_parameters", {}))
