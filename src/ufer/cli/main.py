@@ -18,6 +18,8 @@ VERBS = {
     "train": "train",
     "evaluate": "evaluate",
     "demo": "demo",
+    "bench": "bench",
+    "report": "report",
 }
 
 

@@ -1,0 +1,111 @@
+"""``ufer bench``: compare methods over noise rates and seeds, or measure their speed."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+_EPILOG = """\
+The grid is every method x noise rate x seed, each cell trained with the same data
+settings and schedule. Finished cells are kept in OUT/cells/ and skipped when the same
+command runs again, so a killed bench continues where it stopped.
+
+Outputs: OUT/results.md (accuracy, label corrections, detection of wrong labels with
+cleanlab as the outside reference), OUT/results.json, OUT/plots/*.png.
+
+examples:
+  ufer bench --preset bench-cpu --out runs/bench-cpu
+  ufer bench --preset tiny --methods baseline scn --noise 0,0.3 --seeds 1 --epochs 1
+  ufer bench --manifest data/rafdb.csv --methods baseline scn --noise 0,0.1,0.2,0.3 \\
+      --seeds 3 --epochs 40 --backbone resnet18 --image-size 112 --out runs/bench-raf \\
+      --method-config scn=scn_switches.yaml   # e.g. "relabel_scope: all"
+  ufer bench --speed --backbone fer_resnet_small --image-size 48 --batch-size 128
+"""
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        rates = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected rates like 0,0.1,0.3, got {text!r}") from err
+    if not rates or any(not 0.0 <= r <= 1.0 for r in rates):
+        raise argparse.ArgumentTypeError(f"noise rates must be in [0, 1], got {text!r}")
+    return rates
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="methods x noise x seeds benchmark, or --speed",
+                       description=__doc__, epilog=_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("--manifest", help="clean manifest to benchmark on (your data)")
+    data.add_argument("--preset", choices=("tiny", "demo", "bench-cpu", "bench"),
+                      help="generate this synthetic preset into OUT/data and use it; also "
+                           "sets the default epochs, backbone, batch size and grid "
+                           "(bench-cpu: 70 epochs, fer_resnet_small, batch 128, noise 0,0.3, "
+                           "3 seeds)")
+    p.add_argument("--methods", nargs="+", default=None,
+                   help="methods to compare (default: every registered one)")
+    p.add_argument("--noise", type=_rates, default=None,
+                   help="comma-separated noise rates (default from the preset, else "
+                        "0,0.1,0.2,0.3)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="number of seeds 0..S-1 (default from the preset, else 3)")
+    p.add_argument("--protocol", default="symmetric",
+                   help="symmetric | pairwise | FILE (a C x C transition matrix .csv/.npy "
+                        "whose flip pattern is scaled to each rate)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs per cell (default from the preset, else 30)")
+    p.add_argument("--backbone", default=None,
+                   help="backbone of every cell (default from the preset)")
+    p.add_argument("--batch-size", type=int, default=None, help="training batch size")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="resize images (default: as stored)")
+    p.add_argument("--method-config", action="append", default=[], metavar="NAME=YAML",
+                   help="constructor arguments of method NAME (or 'all') from YAML: a flat "
+                        "mapping or a `ufer train` config's model.init_args; repeatable")
+    p.add_argument("--no-cleanlab", action="store_true",
+                   help="skip the cleanlab reference (k-fold out-of-fold baseline)")
+    p.add_argument("--folds", type=int, default=3, help="cleanlab cross-validation folds")
+    p.add_argument("--accelerator", default="auto", help="Lightning accelerator (auto, cpu, gpu)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default runs/bench, or runs/speed with --speed)")
+    speed = p.add_argument_group("speed benchmark (--speed)")
+    speed.add_argument("--speed", action="store_true",
+                       help="measure training step time of every method relative to the "
+                            "baseline, data-loader throughput, peak memory, inference latency")
+    speed.add_argument("--steps", type=int, default=20, help="timed steps per method")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.speed:
+        from ufer.engine.speed import run_speed
+
+        result = run_speed(methods=args.methods, backbone=args.backbone or "fer_resnet_small",
+                           image_size=args.image_size or 48, batch_size=args.batch_size or 128,
+                           steps=args.steps, out=args.out or "runs/speed",
+                           accelerator=args.accelerator)
+        print(result["markdown"])
+        return 0
+    from ufer.engine.bench import BenchConfig, load_method_config, run_bench
+
+    configs: dict[str, dict] = {}
+    for item in args.method_config:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"ufer bench: --method-config expects NAME=YAML, got {item!r}")
+        configs.setdefault(name, {}).update(load_method_config(path))
+    if args.manifest is None and args.preset is None:
+        raise SystemExit("ufer bench: give --manifest (your data) or --preset (synthetic)")
+    cfg = BenchConfig(out=args.out or "runs/bench", manifest=args.manifest, preset=args.preset,
+                      methods=args.methods, noise=args.noise, seeds=args.seeds,
+                      protocol=args.protocol, epochs=args.epochs, backbone=args.backbone,
+                      batch_size=args.batch_size, image_size=args.image_size,
+                      method_configs=configs, cleanlab=not args.no_cleanlab, folds=args.folds)
+    try:
+        results = run_bench(cfg, accelerator=args.accelerator)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"ufer bench: error: {err}") from err
+    print(Path(results["config"]["out"], "results.md").read_text())
+    print(f"written: {results['config']['out']}/results.md, results.json, plots/")
+    return 0

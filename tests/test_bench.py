@@ -1,0 +1,116 @@
+"""ufer bench: the grid's cells, resuming, the tables and the cleanlab reference (tiny data)."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import TINY_BACKBONE, tiny_fit_kwargs
+from ufer.engine.bench import BenchConfig, _fold_of, _transition, format_bench, run_bench
+from ufer.engine.report_plots import auroc
+from ufer.engine.speed import run_speed
+
+EXPECTED = {"baseline-n0-s0", "baseline-n0.3-s0", "scn-n0-s0", "scn-n0.3-s0"}
+
+
+def _config(manifest, out):
+    return BenchConfig(out=str(out), manifest=manifest, methods=["baseline", "scn"],
+                       noise=[0.0, 0.3], seeds=1, epochs=1, backbone=TINY_BACKBONE,
+                       batch_size=64)
+
+
+def _mtimes(out):
+    return {p.parent.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*/results.json")}
+
+
+def test_grid_resume_and_tables(tiny_manifest, tmp_path):
+    out = tmp_path / "bench"
+    first = run_bench(_config(tiny_manifest, out), **tiny_fit_kwargs())
+    assert {p.name for p in (out / "cells").iterdir()} == EXPECTED
+    assert first["trained_now"] == 4
+    assert {(c["method"], c["rate"], c["seed"]) for c in first["cells"]} == {
+        (m, r, 0) for m in ("baseline", "scn") for r in (0.0, 0.3)}
+    saved = json.loads((out / "results.json").read_text())
+    assert len(saved["cells"]) == 4 and len(saved["cleanlab"]) == 2
+    for cell in saved["cells"]:
+        assert 0.0 <= cell["test"]["acc"] <= 1.0 and 0.0 <= cell["auroc"] <= 1.0
+    assert saved["cells"][0]["score"] == "1 - p(given label)"
+    assert any(c["score"] == "1 - alpha (confidence)" for c in saved["cells"])
+    for ref in saved["cleanlab"]:
+        assert {"precision", "recall", "auroc", "flagged"} <= set(ref)
+
+    md = (out / "results.md").read_text()
+    assert "| method | 0 % | 30 % |" in md
+    accuracy = md.split("## Test accuracy")[1].split("\n\n")[1].splitlines()
+    assert [row.split("|")[1].strip() for row in accuracy[2:]] == ["baseline", "scn"]
+    assert "cleanlab get_label_quality_scores (OOF baseline, k=3)" in md
+    assert "cleanlab find_label_issues" in md
+    for png in ("accuracy_vs_noise.png", "corrections.png", "detection_roc.png"):
+        assert (out / "plots" / png).stat().st_size > 0
+
+    # a second run trains nothing and leaves every finished cell alone
+    before = _mtimes(out)
+    again = run_bench(_config(tiny_manifest, out), **tiny_fit_kwargs())
+    assert again["trained_now"] == 0 and _mtimes(out) == before
+    assert again["cells"] == first["cells"]
+
+    # losing one cell's results re-runs only that cell (continuing from its checkpoint)
+    (out / "cells" / "scn-n0.3-s0" / "results.json").unlink()
+    third = run_bench(_config(tiny_manifest, out), **tiny_fit_kwargs())
+    after = _mtimes(out)
+    assert third["trained_now"] == 1
+    assert {k for k in after if after[k] != before.get(k)} == {"scn-n0.3-s0"}
+
+
+def test_results_without_cleanlab_say_how_to_install(tiny_manifest, tmp_path):
+    results = {"config": {"manifest": tiny_manifest, "seeds": 1, "protocol": "symmetric",
+                          "epochs": 1, "backbone": "b", "batch_size": 8, "out": str(tmp_path)},
+               "cells": [{"method": "baseline", "rate": 0.0, "seed": 0, "test": {"acc": 0.5},
+                          "labels": {"corrected": 0.0}, "score": "s", "auroc": 0.6}],
+               "cleanlab": [], "cleanlab_note": "cleanlab is not installed: pip install "
+                                                "'ufer[bench]'"}
+    md = format_bench(results)
+    assert "pip install 'ufer[bench]'" in md and "| baseline | 50.0 |" in md
+
+
+def test_config_needs_exactly_one_data_source():
+    with pytest.raises(ValueError, match="exactly one"):
+        BenchConfig().resolved()
+    with pytest.raises(ValueError, match="unknown method"):
+        BenchConfig(preset="tiny", methods=["nope"]).resolved()
+    cfg = BenchConfig(preset="bench-cpu").resolved()
+    assert (cfg.epochs, cfg.noise, cfg.seeds) == (70, [0.0, 0.3], 3)
+
+
+def test_transition_file_scaled_to_rate(tmp_path):
+    t = np.eye(3)
+    t[0] = [0.0, 1.0, 0.0]  # class 0 always goes to 1; classes 1, 2 never flip
+    path = tmp_path / "T.csv"
+    np.savetxt(path, t, delimiter=",")
+    scaled = _transition(str(path), 3, 0.2)
+    assert np.allclose(scaled, [[0.8, 0.2, 0.0], [0, 1, 0], [0, 0, 1]])
+
+
+def test_folds_are_stratified_and_seeded():
+    labels = np.repeat(np.arange(3), 9)
+    fold = _fold_of(labels, 3, seed=0)
+    for c in range(3):
+        assert np.bincount(fold[labels == c], minlength=3).tolist() == [3, 3, 3]
+    assert np.array_equal(fold, _fold_of(labels, 3, seed=0))
+
+
+def test_auroc_ties_and_degenerate():
+    assert auroc(np.array([0.1, 0.9, 0.5, 0.5]), np.array([0, 1, 1, 0])) == pytest.approx(0.875)
+    assert np.isnan(auroc(np.array([0.1, 0.2]), np.array([1, 1])))
+
+
+def test_speed_table(tmp_path):
+    result = run_speed(methods=["scn", "baseline"], backbone=TINY_BACKBONE, image_size=32,
+                       batch_size=16, steps=2, warmup=1, rounds=1, out=tmp_path,
+                       accelerator="cpu", latency_reps=1)
+    rows = {r["method"]: r for r in result["methods"]}
+    assert list(rows) == ["baseline", "scn"] and rows["baseline"]["relative"] == 1.0
+    assert rows["scn"]["error"] is None and rows["scn"]["step_ms"] > 0
+    assert rows["scn"]["params_inference"] == rows["baseline"]["params_inference"]
+    assert rows["scn"]["params_training"] > rows["scn"]["params_inference"]  # the alpha head
+    assert result["loader_images_per_second"] > 0 and result["latency"]["batch64_ms"] > 0
+    assert "| scn |" in (tmp_path / "speed.md").read_text()
