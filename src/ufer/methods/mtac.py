@@ -1,0 +1,374 @@
+"""mtac: multi-task assisted correction (MTAC, TMM 2023); ULC-AG (ICPR 2022) is a preset.
+
+Three training-only branches on the pooled backbone feature f (shared/spec/mtac.md):
+
+- target: confidence alpha = sigmoid(Linear(f)) scales the logits inside the softmax
+  (MTAC eqs 1-2), optionally times the class-oriented weight gamma_{y} (ULC-AG eq 3),
+  optionally with SCN's rank regularization (ULC-AG eq 4);
+- VA: (valence, arousal) = tanh(Linear(f)), trained with the class-balanced CCC loss
+  (MTAC eqs 3-5), gamma weighting the classes;
+- AU: per-AU node features, two GCN layers over the row-normalised AU co-occurrence graph,
+  AU logits s (MTAC eqs 6-8); alpha-weighted centers of s form per-class memory templates
+  (eqs 9-10), and low-confidence samples whose s is nearer another class's template are
+  relabeled (eqs 11-12) through the persistent ``LabelState``.
+
+Total loss: MTAC eq 13 ``lambda1 (L_wce + L_w3c) + lambda2 L_wau`` or ULC-AG eq 11
+``lambda1 / 2 (L_wce + L_rr) + lambda2 L_au`` with the ramps of eqs 14-15. Inference is
+``self.net`` only: a plain backbone + linear classifier.
+
+ULC-AG = this class with ``rank_regularization=True, gamma="target", va_branch=False,
+template_from="high", au_grad_to_backbone=True, loss_form="ulcag"``
+(``configs/paper/ulcag_rafdb.yaml``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics.functional.classification import binary_auroc
+
+from ufer._registry import register_method
+from ufer.losses.au import weighted_au_bce
+from ufer.losses.ccc import class_balanced_ccc_loss
+from ufer.losses.classification import (
+    class_weights,
+    confidence_weighted_ce,
+    split_high_low,
+)
+from ufer.losses.classification import rank_regularization as rank_regularization_loss
+from ufer.methods.base import Batch, FERMethod, decayed_groups
+from ufer.methods.relabel import batch_centers, relabel_nearest_template, update_templates
+from ufer.methods.schedules import ramp_lambda1, ramp_lambda2, template_weight
+from ufer.methods.state import all_reduce_sum, is_distributed, scatter_gathered
+from ufer.models.au_graph import (
+    AUGraphHead,
+    au_cooccurrence_graph,
+    ones_graph,
+    random_graph,
+    row_normalize,
+)
+
+log = logging.getLogger(__name__)
+
+_CHOICES = {"gamma": ("none", "target", "va", "auto"), "au_graph": ("data", "random", "ones"),
+            "template_from": ("all", "high"), "relabel_scope": ("low", "all"),
+            "loss_form": ("mtac", "ulcag")}
+
+
+@register_method("mtac")
+class MTAC(FERMethod):
+    """MTAC / ULC-AG (see module docstring); defaults are the MTAC paper's.
+
+    Args:
+        gamma: where the class-oriented weight gamma_j = 1 - N_j / N (MTAC eq 4, over the
+            batch's CURRENT labels, summed over processes) goes: ``none``; ``target``
+            (logits scaled by alpha_i * gamma_{y_i}, ULC-AG eq 3); ``va`` (weights of the
+            per-class CCC terms, MTAC eq 5); ``auto`` = ``va`` when the VA branch is active,
+            else ``target`` (what MTAC does on RAF-DB). MTAC table II.
+        target_branch: apply alpha (and gamma/rank regularization) to the classification
+            loss; False = plain CE and no confidence head, alpha = 1 everywhere (MTAC table I
+            and ULC-AG table I rows without the target branch).
+        rank_regularization: add L_rr = max(0, theta - (mean_H alpha - mean_L alpha))
+            (ULC-AG eq 4; MTAC drops it).
+        high_fraction: phi, fraction of a batch in the high-confidence group H (0.8); the
+            rest, L, is eligible for relabeling and H feeds ``template_from="high"``.
+        rank_margin: theta of L_rr (0.15).
+        va_branch: the VA regression branch (MTAC eqs 3-5); off by itself without VA data.
+        au_branch: the AU graph branch, templates and relabeling (MTAC eqs 6-12); off by
+            itself when the data has no AU columns (the AU head is then not built).
+        au_graph: adjacency of the GCN: ``data`` = P(AU_p | AU_q) of the training split
+            (eq 6), ``random`` = U(0, 1) fixed at init, ``ones`` = fully connected (MTAC
+            table III; ULC-AG table II).
+        au_graph_path: .pt / .npy graph computed on another dataset (MTAC table IV; see
+            ``save_au_graph``); replaces ``au_graph`` when given.
+        au_graph_seed: seed of the ``random`` graph.
+        au_threshold: AU present when its value is >= this (graph counts only).
+        au_grad_to_backbone: let the AU loss train the backbone (ULC-AG: True); MTAC
+            detaches f before the AU branch ("does not participate in the update of the
+            backbone").
+        au_lr: learning rate of the AU branch's parameters (own group; 0.005).
+        node_dim: B, node feature and GCN width (64).
+        template_from: samples whose alpha * s form the batch centers (eq 9): ``all`` of
+            class j (MTAC) or only the high-confidence group (ULC-AG eq 8).
+        tau: template update rate factor of w_h = exp(-tau h) (eq 10; 0.9).
+        template_w_min: floor of w_h; 0 = the literal eq 10 (templates freeze after ~8
+            batches), 0.01 = an exponential moving average (shared/spec/mtac.md).
+        relabel: relabel eligible samples to the nearest template (eqs 11-12).
+        relabel_start: first 0-based epoch in which relabeling runs. The paper's "after 10
+            epochs" = after 10 complete epochs = 0-based epoch 10 (the 11th epoch): 10.
+        relabel_scope: eligible samples: the batch's low-confidence group L (``low``, the
+            papers) or ``all``.
+        ramp_H: H of the ramps lambda1/lambda2 (MTAC eqs 14-15; ULC-AG's beta), in epochs.
+        loss_form: total loss ``mtac`` = lambda1 (L_wce + L_w3c + L_rr) + lambda2 L_wau
+            (eq 13, L_rr only when switched on); ``ulcag`` = lambda1 / 2 (L_wce + L_rr
+            + L_w3c) + lambda2 L_au (ULC-AG eq 11; L_w3c only if the VA branch is on).
+        au_start_epoch: first 0-based epoch of the AU branch (loss, templates, h counter);
+            ULC-AG trains it only after 10 epochs; MTAC from the start (0).
+        au_source: where the data's AU labels come from, recorded in hparams and logs:
+            ``dataset`` | ``openface`` | ``pseudo`` | ``prior``.
+        **kwargs: the ``FERMethod`` arguments (backbone, sizes, optimizer, schedule).
+    """
+
+    def __init__(self, gamma: Literal["none", "target", "va", "auto"] = "auto",
+                 target_branch: bool = True, rank_regularization: bool = False,
+                 high_fraction: float = 0.8, rank_margin: float = 0.15,
+                 va_branch: bool = True, au_branch: bool = True,
+                 au_graph: Literal["data", "random", "ones"] = "data",
+                 au_graph_path: str | None = None, au_graph_seed: int = 0,
+                 au_threshold: float = 0.5, au_grad_to_backbone: bool = False,
+                 au_lr: float = 0.005, node_dim: int = 64,
+                 template_from: Literal["all", "high"] = "all", tau: float = 0.9,
+                 template_w_min: float = 0.01, relabel: bool = True, relabel_start: int = 10,
+                 relabel_scope: Literal["low", "all"] = "low", ramp_H: float = 5.0,
+                 loss_form: Literal["mtac", "ulcag"] = "mtac", au_start_epoch: int = 0,
+                 au_source: str = "dataset", **kwargs: Any):
+        super().__init__(**kwargs)
+        for name, choices in _CHOICES.items():
+            if locals()[name] not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {locals()[name]!r}")
+        if not 0.0 < high_fraction < 1.0:
+            raise ValueError(f"high_fraction must be in (0, 1), got {high_fraction}")
+        hp = self.hparams
+        dim, num_classes, num_aus = self.net.num_features, hp.num_classes, hp.num_aus
+
+        self.confidence_head = nn.Linear(dim, 1) if target_branch else None
+        self.va_active = va_branch and hp.has_va
+        if va_branch and not hp.has_va:
+            log.info("MTAC: VA branch off: the data has no valence/arousal")
+        self.va_head = nn.Linear(dim, 2) if self.va_active else None
+
+        self.au_active = au_branch and num_aus > 0
+        if au_branch and num_aus == 0:
+            log.info("MTAC: AU branch off (no AU head, templates or relabeling): "
+                     "the data has no AU columns")
+        self.au_head = None
+        if self.au_active:
+            if au_graph == "random" and au_graph_path is None:
+                adjacency = random_graph(num_aus, torch.Generator().manual_seed(au_graph_seed))
+            else:  # ones; data / file graphs replace this in setup_from_data
+                adjacency = ones_graph(num_aus)
+            self.au_head = AUGraphHead(dim, adjacency, node_dim)
+            log.info("MTAC: AU branch on, %d AUs from source %r, graph %s", num_aus, au_source,
+                     au_graph_path or au_graph)
+        self.relabel_active = relabel and self.au_active
+        if relabel and not self.au_active:
+            log.info("MTAC: relabeling off: it needs the AU branch's templates")
+
+        if gamma == "auto":
+            gamma = "va" if self.va_active else "target"
+        if gamma == "va" and not self.va_active:
+            log.info("MTAC: gamma='va' but the VA branch is off: class weights not applied")
+            gamma = "none"
+        if gamma == "target" and not target_branch:
+            gamma = "none"
+        self.gamma_placement = gamma
+
+        self.register_buffer("templates", torch.zeros(num_classes, num_aus))
+        self.register_buffer("template_initialized", torch.zeros(num_classes, dtype=torch.bool))
+        self.register_buffer("template_step", torch.zeros((), dtype=torch.long))
+        self.register_buffer("confidence", torch.full((hp.num_train,), -1.0))
+        self._h: int | None = None  # Python mirror of template_step (no device sync per step)
+
+    # ----------------------------------------------------------------- data statistics
+    def setup_from_data(self, datamodule: Any) -> None:
+        """Fill the AU graph from the training split (``data``) or a file (``au_graph_path``)."""
+        hp = self.hparams
+        if self.au_head is None or (hp.au_graph != "data" and hp.au_graph_path is None):
+            return
+        train = datamodule.train_set
+        if hp.au_graph_path is not None:
+            graph = load_au_graph(hp.au_graph_path, list(train.au_names))
+        else:
+            au, mask = train.au_matrix()
+            graph = au_cooccurrence_graph(au, mask, hp.au_threshold)
+        if graph.shape != self.au_head.adjacency.shape:
+            raise ValueError(f"AU graph has shape {tuple(graph.shape)} but the data has "
+                             f"{hp.num_aus} AUs")
+        self.au_head.adjacency.copy_(row_normalize(graph.float()).to(self.au_head.adjacency))
+        log.info("MTAC: AU graph from %s", hp.au_graph_path or f"the training split "
+                 f"({len(train)} samples, threshold {hp.au_threshold})")
+
+    # ----------------------------------------------------------------- training
+    def _au_on(self) -> bool:
+        return self.au_head is not None and self.current_epoch >= self.hparams.au_start_epoch
+
+    def forward_train(self, batch: Batch) -> dict[str, Tensor]:
+        f, logits = self.net.features_and_logits(batch["image"])
+        out = {"features": f, "logits": logits}
+        out["alpha"] = (torch.sigmoid(self.confidence_head(f)).squeeze(1)
+                        if self.confidence_head is not None else f.new_ones(f.shape[0]))
+        if self.va_head is not None:
+            out["va_pred"] = torch.tanh(self.va_head(f))
+        if self._au_on():
+            out["au_logits"] = self.au_head(f if self.hparams.au_grad_to_backbone else f.detach())
+        return out
+
+    def batch_gamma(self, labels: Tensor) -> Tensor:
+        """gamma_j = 1 - N_j / N over the batch (all processes' batches together), (C,)."""
+        num_classes = self.hparams.num_classes
+        if not is_distributed():
+            return class_weights(labels, num_classes)
+        counts = all_reduce_sum(torch.bincount(labels, minlength=num_classes).float())
+        return 1.0 - counts / counts.sum().clamp(min=1.0)
+
+    def training_losses(self, batch: Batch, out: dict[str, Tensor]) -> dict[str, Tensor]:
+        hp = self.hparams
+        y, logits, alpha = self.targets(batch), out["logits"], out["alpha"]
+        zero = logits.new_zeros(())
+        gamma = self.batch_gamma(y) if self.gamma_placement != "none" else None
+        if self.confidence_head is not None:
+            scale = gamma[y] if self.gamma_placement == "target" else None
+            wce = confidence_weighted_ce(logits, y, alpha, scale)
+            rr = (rank_regularization_loss(alpha, hp.high_fraction, hp.rank_margin)
+                  if hp.rank_regularization else zero)
+        else:
+            wce, rr = F.cross_entropy(logits, y), zero
+        ccc = zero
+        if "va_pred" in out and "va" in batch:
+            ccc = class_balanced_ccc_loss(out["va_pred"], batch["va"], batch["va_mask"], y,
+                                          hp.num_classes,
+                                          gamma if self.gamma_placement == "va" else None)
+        au = zero
+        if "au_logits" in out and "au" in batch:
+            au = weighted_au_bce(out["au_logits"], batch["au"], batch["au_mask"], alpha)
+        elif self.au_head is not None and is_distributed():
+            # AU branch not started yet: give DDP a (zero) gradient for every AU parameter
+            au = sum(p.sum() for p in self.au_head.parameters()) * 0.0
+        lambda1 = ramp_lambda1(self.current_epoch, hp.ramp_H)
+        lambda2 = ramp_lambda2(self.current_epoch, hp.ramp_H)
+        if hp.loss_form == "mtac":
+            total = lambda1 * (wce + ccc + rr) + lambda2 * au
+        else:
+            total = lambda1 / 2.0 * (wce + rr + ccc) + lambda2 * au
+        return {"loss": total, "wce": wce, "ccc": ccc, "au": au, "rr": rr,
+                "lambda1": zero + lambda1, "lambda2": zero + lambda2}
+
+    @torch.no_grad()
+    def update_state(self, batch: Batch, out: dict[str, Tensor]) -> None:
+        """Record alpha; update the templates (eq 10); relabel eligible samples (eq 12)."""
+        hp = self.hparams
+        alpha, index = out["alpha"], batch["index"]
+        scatter_gathered(self.confidence, index, alpha)
+        if "au_logits" not in out:
+            return
+        s, y = out["au_logits"], self.targets(batch)
+        high = split_high_low(alpha, hp.high_fraction)
+        sums, counts = batch_centers(s, y, hp.num_classes, alpha,
+                                     high if hp.template_from == "high" else None)
+        sums, counts = all_reduce_sum(sums), all_reduce_sum(counts)
+        if self._h is None:
+            self._h = int(self.template_step)
+        w = template_weight(self._h, hp.tau, hp.template_w_min)
+        self.templates.copy_(update_templates(self.templates, sums, counts, w,
+                                              self.template_initialized))
+        self.template_initialized |= counts > 0
+        self.template_step += 1
+        self._h += 1
+        if self.relabel_active and self.current_epoch >= hp.relabel_start:
+            eligible = ~high if hp.relabel_scope == "low" else torch.ones_like(high)
+            new = relabel_nearest_template(s, self.templates, y, eligible,
+                                           self.template_initialized)
+            self.labels.relabel(index, new, self.current_epoch)
+
+    def on_train_start(self) -> None:
+        self._h = None  # re-read from the (possibly restored) template_step buffer
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self._h = None
+
+    # ----------------------------------------------------------------- epoch logs
+    def on_train_epoch_end(self) -> None:
+        """Corrections this epoch; alpha as a detector of flipped labels; the label flow.
+
+        Logged as ``labels/*``; the (C, C) original->current flow goes to the log and to
+        ``label_flow.json`` in the run directory.
+        """
+        super().on_train_epoch_end()
+        labels, epoch = self.labels, self.current_epoch
+        stats = {"corrected_this_epoch": (labels.corrected_epoch == epoch).sum().float()}
+        known = (labels.clean >= 0) & (self.confidence >= 0)
+        flipped = (labels.original != labels.clean)[known]
+        alpha = self.confidence[known]
+        if self.confidence_head is not None and bool(flipped.any()) and bool((~flipped).any()):
+            stats["alpha_auroc_flipped"] = binary_auroc(1.0 - alpha, flipped.long())
+            stats["alpha_mean_flipped"] = alpha[flipped].mean()
+            stats["alpha_mean_clean"] = alpha[~flipped].mean()
+        for name, value in stats.items():
+            self.log(f"labels/{name}", value, on_step=False, on_epoch=True, sync_dist=False)
+        if self.relabel_active and self.global_rank == 0:
+            names = self.hparams.class_names or [str(j) for j in range(self.hparams.num_classes)]
+            flow = labels.flow(self.hparams.num_classes).cpu()
+            moved = [f"{names[i]}->{names[j]} {int(flow[i, j])}"
+                     for i, j in flow.nonzero().tolist()]
+            log.info("MTAC epoch %d: %d corrections this epoch; label flow (original->current): "
+                     "%s", epoch, int(stats["corrected_this_epoch"]), ", ".join(moved) or "none")
+            log_dir = self.trainer.log_dir if self._trainer is not None else None
+            if log_dir:  # the cumulative (C, C) flow, rewritten every epoch
+                Path(log_dir, "label_flow.json").write_text(json.dumps(
+                    {"epoch": epoch, "classes": list(names), "flow": flow.tolist()}) + "\n")
+
+    # ----------------------------------------------------------------- optimisation
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Network and confidence/VA heads at ``lr``; the AU branch at ``au_lr``."""
+        hp = self.hparams
+        heads = [p for head in (self.confidence_head, self.va_head) if head is not None
+                 for p in head.parameters()]
+        groups = super().param_groups() + decayed_groups(heads, hp.lr, hp.weight_decay)
+        if self.au_head is not None:
+            groups += decayed_groups(self.au_head.parameters(), hp.au_lr, hp.weight_decay)
+        return groups
+
+
+# --------------------------------------------------------------------- AU graph files
+def save_au_graph(manifest: str | Path, path: str | Path, threshold: float = 0.5) -> Path:
+    """Compute the training split's AU graph A (eq 6) of ``manifest`` and save it to ``path``.
+
+    The file (``torch.save`` of ``{"graph": (M, M), "aus": [names]}``) is what
+    ``au_graph_path`` reads, e.g. a RAF-DB graph used to train on AffWild2 (MTAC table IV).
+    """
+    from ufer.data.datamodule import FERDataModule
+
+    train = FERDataModule(str(manifest), cache=False).train_set
+    au, mask = train.au_matrix()
+    path = Path(path)
+    torch.save({"graph": au_cooccurrence_graph(au, mask, threshold),
+                "aus": list(train.au_names)}, path)
+    return path
+
+
+def load_au_graph(path: str | Path, au_names: list[str] | None = None) -> Tensor:
+    """Read an (M, M) AU graph from .npy or .pt (a tensor or ``save_au_graph``'s dict).
+
+    When the file names its AUs and ``au_names`` is given, the graph is reordered to
+    ``au_names``; an AU the file lacks is an error naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"AU graph file not found: {path}")
+    if path.suffix == ".npy":
+        data: Any = torch.from_numpy(np.load(path))
+    else:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    names = None
+    if isinstance(data, dict):
+        graph, names = torch.as_tensor(data["graph"]), data.get("aus")
+    else:
+        graph = torch.as_tensor(data)
+    graph = graph.float()
+    if graph.dim() != 2 or graph.shape[0] != graph.shape[1]:
+        raise ValueError(f"{path}: an AU graph must be a square (M, M) matrix, "
+                         f"got shape {tuple(graph.shape)}")
+    if names is not None and au_names is not None:
+        missing = [a for a in au_names if a not in names]
+        if missing:
+            raise ValueError(f"{path}: the graph has no entry for AUs {missing} of the data")
+        order = torch.tensor([list(names).index(a) for a in au_names])
+        graph = graph[order][:, order]
+    return graph
