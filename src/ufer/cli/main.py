@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 import warnings
 
@@ -32,7 +33,18 @@ def build_parser(verbs: dict[str, str] = VERBS) -> argparse.ArgumentParser:
     return parser
 
 
+def _show_ufer_logs() -> None:
+    """ufer's INFO lines (branch switches, pretrained loading, label flow) on stderr."""
+    logger = logging.getLogger("ufer")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _show_ufer_logs()
     # lightning 2.6 + torch 2.14 warn about their own internals on every run
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     argv = sys.argv[1:] if argv is None else argv
