@@ -1,4 +1,5 @@
 """MTAC as a method (and its ULC-AG preset): relabeling, branch switches, configs, resume."""
+import inspect
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -8,6 +9,7 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+import ufer
 from conftest import TINY_BACKBONE, tiny_fit_kwargs
 from ufer.data.datamodule import FERDataModule
 from ufer.engine.cli import UferCLI
@@ -248,3 +250,20 @@ def test_mtac_resume_with_relabeling_is_exact(tiny_noisy_manifest, tmp_path):
         assert key in metrics, key
     flow = json.loads((tmp_path / "full" / "label_flow.json").read_text())
     assert flow["epoch"] == 2 and sum(map(sum, flow["flow"])) == full["labels"]["corrected"]
+
+
+def test_ulcag_preset_defaults_match_the_paper_config_ulcag():
+    """`ulcag` is MTAC with ULC-AG's switches; they must agree with configs/paper/ulcag_rafdb.yaml."""
+    from ufer.methods.mtac import ULCAG
+
+    config = yaml.safe_load((Path(__file__).parent.parent / "configs/paper/ulcag_rafdb.yaml")
+                            .read_text())["model"]["init_args"]
+    mtac = inspect.signature(MTAC.__init__).parameters
+    for name, param in inspect.signature(ULCAG.__init__).parameters.items():
+        if name in ("self", "kwargs"):
+            continue
+        assert config[name] == param.default, name
+        assert mtac[name].default != param.default, name  # a preset only lists what differs
+    method = ufer.create_method("ulcag", backbone=TINY_BACKBONE, num_classes=7, num_train=4,
+                                num_aus=3)
+    assert isinstance(method, MTAC) and method.method_name == "ulcag"

@@ -17,6 +17,8 @@ AUS = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 24, 25, 26)
 OCCLUDERS = ("none", "glasses", "hand", "patch")
 DESIGN = 128  # size of the design frame
 CX, CY = 64.0, 64.0  # face centre in the design frame
+ZOOM = 1.3  # aligned-crop framing: the face is enlarged about (CX, CY + ZOOM_DY) ...
+ZOOM_DY = 4.0  # ... so brows to mouth fill the frame and the chin/forehead edges are cropped
 _SHIFT = 4  # cv2 fractional bits: coordinates are multiplied by 2**_SHIFT
 _T = np.linspace(0.0, 1.0, 13)[:, None]  # Bezier parameter samples, (13, 1)
 _B = ((1 - _T) ** 2, 2 * (1 - _T) * _T, _T**2)  # quadratic Bernstein weights, 3 x (13, 1)
@@ -372,6 +374,9 @@ def render_face(params: FaceParams, size: int = 48) -> np.ndarray:
     _occluder(pen, params.occluder, idn, rng, ey)
     m = cv2.getRotationMatrix2D((n / 2, n / 2), params.rotation, params.scale)
     m[:, 2] += (params.shift_x * k, params.shift_y * k)
+    zoom = np.array([[ZOOM, 0.0, (1 - ZOOM) * CX * k],
+                     [0.0, ZOOM, (1 - ZOOM) * (CY + ZOOM_DY) * k], [0.0, 0.0, 1.0]])
+    m = m @ zoom
     layer = cv2.warpAffine(layer, m, (n, n), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0, 0))
     alpha = layer[:, :, 3:].astype(np.float32) * (1 / 255)
     img = bg.astype(np.float32) * (1 - alpha) + layer[:, :, :3].astype(np.float32) * alpha

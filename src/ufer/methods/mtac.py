@@ -372,3 +372,25 @@ def load_au_graph(path: str | Path, au_names: list[str] | None = None) -> Tensor
         order = torch.tensor([list(names).index(a) for a in au_names])
         graph = graph[order][:, order]
     return graph
+
+
+@register_method("ulcag")
+class ULCAG(MTAC):
+    """ULC-AG (ICPR 2022), MTAC's earlier version: the same class with ULC-AG's switches as
+    defaults, so ``create_method("ulcag")``, ``ufer bench`` and ``--model ULCAG`` reach it.
+
+    Defaults (shared/papers/ulcag-icpr2022.md; mirrored in configs/paper/ulcag_rafdb.yaml):
+    logits scaled by alpha * gamma_y (eq 3), rank regularization (eq 4), no VA branch,
+    AU branch sharing the backbone (multi-task), started after 10 epochs, templates from the
+    high-confidence set (eq 8), relabeling one epoch later (ours), total loss of eq 11.
+    """
+
+    def __init__(self, gamma: Literal["none", "target", "va", "auto"] = "target",
+                 rank_regularization: bool = True, va_branch: bool = False,
+                 au_grad_to_backbone: bool = True, au_start_epoch: int = 10,
+                 template_from: Literal["all", "high"] = "high", relabel_start: int = 11,
+                 loss_form: Literal["mtac", "ulcag"] = "ulcag", **kwargs: Any):
+        super().__init__(gamma=gamma, rank_regularization=rank_regularization,
+                         va_branch=va_branch, au_grad_to_backbone=au_grad_to_backbone,
+                         au_start_epoch=au_start_epoch, template_from=template_from,
+                         relabel_start=relabel_start, loss_form=loss_form, **kwargs)
