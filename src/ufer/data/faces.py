@@ -2,7 +2,9 @@
 
 All geometry is given in a 128-unit *design frame* (face centre at (64, 64), image y down).
 The face is drawn antialiased with sub-pixel coordinates on an RGBA layer of 128 px (256 px
-for outputs above 128 px), warped by a similarity transform (rotation, scale, shift),
+for outputs above 128 px), enlarged ``ZOOM`` times for aligned-crop framing (brows to mouth
+fill the frame; forehead top, ears and chin edge are cropped), warped by a similarity
+transform (rotation, scale, shift),
 composited over a busy background, lit, blurred and downscaled with area interpolation.
 Every action unit (AU) is a visible geometric change; see the ``_draw_*`` functions.
 """
@@ -22,6 +24,7 @@ ZOOM_DY = 4.0  # ... so brows to mouth fill the frame and the chin/forehead edge
 _SHIFT = 4  # cv2 fractional bits: coordinates are multiplied by 2**_SHIFT
 _T = np.linspace(0.0, 1.0, 13)[:, None]  # Bezier parameter samples, (13, 1)
 _B = ((1 - _T) ** 2, 2 * (1 - _T) * _T, _T**2)  # quadratic Bernstein weights, 3 x (13, 1)
+_BG_CONTRAST = 0.5  # clutter deviations from the background's mean colour are scaled by this
 _DARK = np.array([45.0, 25.0, 20.0])  # wrinkle / line colour that skin is mixed towards
 
 _SKIN_LIGHT = np.array([240.0, 205.0, 180.0])
@@ -82,11 +85,11 @@ def sample_identity(rng: np.random.Generator) -> Identity:
         skin=tuple(float(c) for c in skin),
         hair=tuple(float(c) for c in _HAIR[rng.integers(len(_HAIR))]),
         hair_style=int(rng.choice(3, p=[0.1, 0.5, 0.4])),
-        eye_sep=rng.uniform(19, 24), eye_w=rng.uniform(8.5, 11.5), eye_h=rng.uniform(3.5, 5),
+        eye_sep=rng.uniform(19, 24), eye_w=rng.uniform(9.5, 12), eye_h=rng.uniform(4, 5.5),
         iris=tuple(float(c) for c in _IRIS[rng.integers(len(_IRIS))]),
-        brow_t=rng.uniform(2, 4.5), brow_gap=rng.uniform(9, 13),
+        brow_t=rng.uniform(3, 5.5), brow_gap=rng.uniform(9, 13),
         nose_w=rng.uniform(6, 10), nose_len=rng.uniform(12, 18),
-        mouth_w=rng.uniform(13, 18), mouth_y=rng.uniform(28, 34), lip_t=rng.uniform(2, 4),
+        mouth_w=rng.uniform(16, 21), mouth_y=rng.uniform(28, 33), lip_t=rng.uniform(2.5, 4.5),
     )
 
 
@@ -164,13 +167,13 @@ def _brows(pen: _Pen, idn: Identity, a: dict, ey: float) -> None:
     """AU1 raises the inner brow, AU2 the outer brow, AU4 lowers and pulls the brows
     together, AU9 lowers them."""
     by = ey - idn.brow_gap
-    color = 0.75 * np.array(idn.hair) + 0.25 * _DARK
+    color = 0.5 * np.array(idn.hair) + 0.5 * _DARK
     for s in (-1, 1):
-        inner = (CX + s * (8 - 3 * a[4]), by + 5 * a[4] - 7 * a[1] + 2.5 * a[9])
-        mid = (CX + s * 19, by - 3 - 2 * a[1] - 4 * a[2] + 2.5 * a[4] + 2 * a[9])
-        outer = (CX + s * (idn.eye_sep + idn.eye_w + 2), by + 1 - 7 * a[2] + a[4] + a[9])
+        inner = (CX + s * (8 - 5 * a[4]), by + 9 * a[4] - 10 * a[1] + 3 * a[9])
+        mid = (CX + s * 19, by - 3 - 3 * a[1] - 6 * a[2] + 3.5 * a[4] + 2.5 * a[9])
+        outer = (CX + s * (idn.eye_sep + idn.eye_w + 2), by + 1 - 10 * a[2] + a[4] + a[9])
         c = _through(inner, mid, outer)
-        w = idn.brow_t * (1.2 + 0.3 * a[4] - 0.6 * _T[:, 0])[:, None] / 2
+        w = idn.brow_t * (1.2 + 0.5 * a[4] - 0.6 * _T[:, 0])[:, None] / 2
         pen.fill(np.concatenate([c - [0, 1] * w, (c + [0, 1] * w)[::-1]]), color)
 
 
@@ -183,19 +186,19 @@ def _forehead(pen: _Pen, idn: Identity, skin: np.ndarray, a: dict, ey: float) ->
             half = 10 + 12 * a[2] - 3 * j
             y = by - dy - 2 * a[1]
             pen.line(_through((CX - half, y + 1.5), (CX, y), (CX + half, y + 1.5)),
-                     _shade(skin, 0.55 * wrinkle), 1.2)
+                     _shade(skin, 0.6 * wrinkle), 1.6)
     if a[4] > 0.15:
         for s in (-1, 1):
             x = CX + s * (3.5 - a[4])
-            pen.line(np.array([[x, by - 3], [x + s * 0.8, by + 6]]), _shade(skin, 0.7 * a[4]), 1.2)
+            pen.line(np.array([[x, by - 3], [x + s * 0.8, by + 6]]), _shade(skin, 0.75 * a[4]), 1.6)
 
 
 def _eyes(pen: _Pen, idn: Identity, skin: np.ndarray, a: dict, ey: float) -> None:
     """AU5 opens the upper lid (sclera above the iris), AU6 and AU7 narrow the eye; AU7 adds a
     lower-lid bulge, AU6 a cheek arc and crow's feet."""
     eh = idn.eye_h
-    hu = eh * (1 + 0.9 * a[5] - 0.45 * a[7] - 0.3 * a[6])
-    hl = eh * 0.75 * (1 - 0.45 * a[7] - 0.45 * a[6])
+    hu = eh * (1 + 1.2 * a[5] - 0.6 * a[7] - 0.35 * a[6])
+    hl = eh * 0.75 * (1 + 0.3 * a[5] - 0.5 * a[7] - 0.5 * a[6])
     line = _shade(skin, 0.85)
     for s in (-1, 1):
         ex = CX + s * idn.eye_sep
@@ -217,12 +220,12 @@ def _eyes(pen: _Pen, idn: Identity, skin: np.ndarray, a: dict, ey: float) -> Non
         if a[7] > 0.15:
             bulge = _through((ex - s * 0.7 * idn.eye_w, ey + hl + 2),
                              (ex, ey + hl + 3.2), (ex + s * 0.8 * idn.eye_w, ey + hl + 1.5))
-            pen.line(bulge, _shade(skin, 0.6 * a[7]), 1.0)
+            pen.line(bulge, _shade(skin, 0.65 * a[7]), 1.6)
         if a[6] > 0.15:
             cheek = _through((ex - s * 0.5 * idn.eye_w, ey + eh + 8),
                              (ex + s * 0.2 * idn.eye_w, ey + eh + 9.5 - 2 * a[6]),
                              (ex + s * 1.1 * idn.eye_w, ey + eh + 4))
-            pen.line(cheek, _shade(skin, 0.55 * a[6]), 1.2)
+            pen.line(cheek, _shade(skin, 0.6 * a[6]), 1.6)
             for d in (-2.0, 0.5, 3.0):
                 p0 = (ex + s * (idn.eye_w + 2), ey + d)
                 pen.line(np.array([p0, (p0[0] + s * 5, ey + 1.8 * d)]), _shade(skin, 0.6 * a[6]))
@@ -245,7 +248,7 @@ def _nose(pen: _Pen, idn: Identity, skin: np.ndarray, a: dict, ey: float) -> flo
         for j in range(3):
             y = ey + 1 + 3 * j
             pen.line(_through((CX - 5, y + 1), (CX, y - 0.5), (CX + 5, y + 1)),
-                     _shade(skin, 0.7 * a[9]), 1.0)
+                     _shade(skin, 0.75 * a[9]), 1.6)
     return ny
 
 
@@ -260,18 +263,18 @@ def _mouth(pen: _Pen, idn: Identity, skin: np.ndarray, a: dict, lateral: int, ny
     AU23/AU24 narrow, thin and press the lips, AU10 raises the upper lip, AU17 pushes the lower
     lip up (chin boss), AU25 parts the lips, AU26 drops the jaw; teeth show with AU10/12/20."""
     my = CY + idn.mouth_y + 4 * a[26]
-    base = idn.mouth_w * (1 + 0.22 * a[20] - 0.22 * a[23] - 0.08 * a[24])
+    base = idn.mouth_w * (1 + 0.35 * a[20] - 0.4 * a[23] - 0.15 * a[24])
     corners = {}
     for s in (-1, 1):
         a12, a14 = _corner_aus(a, lateral, s)
-        w = base + idn.mouth_w * (0.2 * a12 + 0.06 * a14)
-        corners[s] = np.array([CX + s * w, my - 7 * a12 + 6 * a[15] + 1.5 * a[20] - a14])
+        w = base + idn.mouth_w * (0.3 * a12 + 0.08 * a14)
+        corners[s] = np.array([CX + s * w, my - 10 * a12 + 9 * a[15] + 2 * a[20] - 1.5 * a14])
     left, right = corners[-1], corners[1]
-    gap = 3 * a[25] + 12 * a[26] + 1.5 * a[10]
+    gap = 5 * a[25] + 16 * a[26] + 3 * a[10]
     gap = gap if gap > 0.8 else 0.0
-    thin = max(0.25, 1 - 0.55 * a[23] - 0.6 * a[24])
-    y_ui = my - 0.35 * gap - a[10]
-    y_li = my + 0.65 * gap - 1.5 * a[17]
+    thin = max(0.15, 1 - 0.6 * a[23] - 0.7 * a[24])
+    y_ui = my - 0.35 * gap - 2.5 * a[10]
+    y_li = my + 0.65 * gap - 2.5 * a[17]
     upper_in = _through(left, (CX, y_ui), right)
     lower_in = _through(left, (CX, y_li), right)
     upper_out = _through(left, (CX, y_ui - idn.lip_t * thin - 0.6), right)
@@ -295,18 +298,18 @@ def _mouth(pen: _Pen, idn: Identity, skin: np.ndarray, a: dict, lateral: int, ny
         fold = min(1.0, 0.15 + 0.3 * a[6] + 0.6 * a[9] + 0.7 * a[10] + 0.7 * a12)
         pen.line(_through((CX + s * (idn.nose_w + 2.5), ny - 1),
                           (CX + s * (idn.mouth_w + 3.5), (ny + my) / 2),
-                          c + [s * 3, 3]), _shade(skin, 0.6 * fold), 1.2)
+                          c + [s * 3, 3]), _shade(skin, 0.6 * fold), 1.6)
         if a[15] > 0.2:
-            pen.line(np.array([c + [s * 0.5, 3], c + [s * 2.5, 8]]), _shade(skin, 0.6 * a[15]))
+            pen.line(np.array([c + [s * 0.5, 3], c + [s * 2.5, 9]]), _shade(skin, 0.65 * a[15]), 1.6)
         if a[20] > 0.2:
-            pen.line(np.array([c + [s * 2, -1], c + [s * 6, 1.5]]), _shade(skin, 0.6 * a[20]))
+            pen.line(np.array([c + [s * 2, -1], c + [s * 7, 2]]), _shade(skin, 0.65 * a[20]), 1.6)
         if a14 > 0.2:
             pen.line(_through(c + [s * 3, -3], c + [s * 4, 0], c + [s * 3, 3]),
                      _shade(skin, 0.65 * a14), 1.2)
     if a[17] > 0.2:
         yb = lower_out[6, 1] + 6
         pen.line(_through((CX - 8, yb + 1), (CX, yb + 2.5 - a[17]), (CX + 8, yb + 1)),
-                 _shade(skin, 0.6 * a[17]), 1.2)
+                 _shade(skin, 0.65 * a[17]), 1.6)
 
 
 def _occluder(pen: _Pen, kind: str, idn: Identity, rng: np.random.Generator, ey: float) -> None:
@@ -349,7 +352,9 @@ def _background(rng: np.random.Generator, n: int) -> np.ndarray:
             cv2.circle(bg, (x, y), int(rng.integers(n // 16, n // 4)), color, -1)
         else:
             cv2.line(bg, (x, y), (u, v), color, int(rng.integers(1, 6)))
-    return cv2.GaussianBlur(bg, (0, 0), rng.uniform(0.8, 2.5))
+    bg = cv2.GaussianBlur(bg, (0, 0), rng.uniform(0.8, 2.5)).astype(np.float32)
+    mean = bg.mean(axis=(0, 1))
+    return (mean + _BG_CONTRAST * (bg - mean)).astype(np.uint8)
 
 
 def render_face(params: FaceParams, size: int = 48) -> np.ndarray:

@@ -33,7 +33,7 @@ from ufer.data.manifest import write_manifest
 __all__ = ["SynthConfig", "PRESETS", "generate", "make_config", "render_face", "sample_face",
            "sample_expression", "annotate", "detect_aus", "AUS", "GENERATOR_VERSION"]
 
-GENERATOR_VERSION = "ufer-synth-1.0"
+GENERATOR_VERSION = "ufer-synth-1.1"
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 _IDENTITY_STREAM = 1_000_003  # rng key for identity parameters, apart from the split ids
 _CHUNK = 200  # samples per task handed to a worker
@@ -71,7 +71,7 @@ class SynthConfig:
     class_prior: tuple[float, ...] | None = None  # None: uniform class sampling
     balanced_splits: tuple[str, ...] = ()  # splits with exactly cycling classes (i % classes)
     samples_per_identity: int = 10  # identity pool of a split = ceil(n / this), disjoint
-    intensity: tuple[float, float] = (0.5, 1.0)  # global AU gain, uniform
+    intensity: tuple[float, float] = (0.55, 1.0)  # global AU gain, uniform
     au_jitter: tuple[float, float] = (0.6, 1.1)  # per-AU factor, uniform
     au_drop: float = 0.15  # probability to drop each prototype AU
     au_add: float = 0.3  # probability to add one random AU at U(0.1, 0.5)
@@ -86,7 +86,7 @@ class SynthConfig:
     brightness: float = 25.0  # max brightness offset (0..255 units)
     blur_rate: float = 0.5  # share of blurred images
     blur_max: float = 1.3  # max blur sigma, px at 128
-    noise_max: float = 6.0  # max pixel-noise sigma at the output size
+    noise_max: float = 4.0  # max pixel-noise sigma at the output size
     occlusion_rate: float = 0.15
     annotators: int = 10
     confusion: float = 0.05  # base share of each annotator's vote moved to confusable classes
