@@ -3,8 +3,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import TINY_BACKBONE, tiny_fit_kwargs
+
 from ufer.engine.bench import BenchConfig, _fold_of, _transition, format_bench, run_bench
 from ufer.engine.report_plots import auroc
 from ufer.engine.speed import run_speed

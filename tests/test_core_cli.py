@@ -2,6 +2,7 @@
 import json
 
 from conftest import TINY_BACKBONE
+
 from ufer.cli.main import main
 
 

@@ -1,9 +1,9 @@
 """The method contract, for every registered method (parametrised over the registry)."""
 import pytest
 import torch
+from conftest import TINY_BACKBONE, tiny_fit_kwargs
 
 import ufer
-from conftest import TINY_BACKBONE, tiny_fit_kwargs
 from ufer.engine.train import train_method
 from ufer.inference.export import export_bundle, load_bundle
 from ufer.methods.base import FERMethod, load_method

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import TINY_BACKBONE, tiny_fit_kwargs
 from lightning.pytorch.callbacks import Callback
 
-from conftest import TINY_BACKBONE, tiny_fit_kwargs
 from ufer.engine.train import train_method
 from ufer.methods.state import LabelState, scatter_gathered
 

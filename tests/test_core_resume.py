@@ -1,10 +1,10 @@
 """Exact resume: a run resumed from its epoch-2 checkpoint ends identical to the full run."""
 import pytest
 import torch
+from conftest import TINY_BACKBONE, tiny_fit_kwargs
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 import ufer
-from conftest import TINY_BACKBONE, tiny_fit_kwargs
 from ufer.engine.train import train_method
 from ufer.methods.base import read_checkpoint
 

@@ -7,10 +7,10 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 import yaml
+from conftest import TINY_BACKBONE, tiny_fit_kwargs
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 import ufer
-from conftest import TINY_BACKBONE, tiny_fit_kwargs
 from ufer.data.datamodule import FERDataModule
 from ufer.engine.cli import UferCLI
 from ufer.engine.train import train_method

@@ -1,7 +1,7 @@
 """ufer report on a short SCN run: one row per training sample, counts match the run's logs."""
 import pandas as pd
-
 from conftest import TINY_BACKBONE, tiny_fit_kwargs
+
 from ufer.cli.main import build_parser
 from ufer.engine.report import last_logged, write_report
 from ufer.engine.train import train_method

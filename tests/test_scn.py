@@ -3,9 +3,9 @@ import math
 
 import pytest
 import torch
+from conftest import TINY_BACKBONE
 
 import ufer
-from conftest import TINY_BACKBONE
 from ufer.methods.scn import SCN
 
 N = 10

@@ -28,7 +28,7 @@ def build_parser(verbs: dict[str, str] = VERBS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ufer", description="ufer: facial expression recognition under uncertain labels")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    for verb, module in verbs.items():
+    for module in verbs.values():
         importlib.import_module(f"ufer.cli.{module}").add_parser(sub)
     return parser
 

@@ -223,7 +223,7 @@ def run_cell(cfg: BenchConfig, method: str, rate: float, seed: int, manifest: Pa
                           method_kwargs=kwargs, data_kwargs=data_kwargs, resume=resume,
                           **overrides)
     model = load_method(last)
-    dataset, probs = training_probs(model, manifest, cfg.image_size)
+    _, probs = training_probs(model, manifest, cfg.image_size)
     given = model.labels.original.cpu().numpy()
     quality, source = label_quality(model, probs, given)
     wrong = _wrong_labels(model)
@@ -331,7 +331,7 @@ def cleanlab_reference(cfg: BenchConfig, rate: float, seed: int, manifest: Path,
 
 def cleanlab_available() -> bool:
     try:
-        import cleanlab  # noqa: F401
+        import cleanlab
     except ImportError:
         return False
     return True

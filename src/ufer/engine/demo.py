@@ -22,7 +22,7 @@ def prepare_demo_data(out: Path, seed: int, rate: float) -> tuple[Path, Path]:
     clean = out / "manifest.csv"
     if not clean.exists():
         generate(out, preset="demo", seed=seed)
-    noisy = out / f"manifest_sym{int(round(100 * rate))}.csv"
+    noisy = out / f"manifest_sym{round(100 * rate)}.csv"
     if not noisy.exists():
         frame, meta = apply_noise(read_manifest(clean), protocol="symmetric", rate=rate,
                                   seed=seed)

@@ -156,7 +156,7 @@ def run_speed(methods: list[str] | None = None, backbone: str = "fer_resnet_smal
                 s.step(batch)
             _sync(device)
             s.peak_mib = _peak_mib(device) if can_reset else float("nan")
-        except Exception as err:  # noqa: BLE001  report the method, keep measuring others
+        except Exception as err:
             s.error = f"{type(err).__name__}: {err}"
     per_round = max(1, steps // rounds)
     for _ in range(rounds):

@@ -60,8 +60,8 @@ def export_onnx(source: FERMethod | str | Path, path: str | Path, image_size: in
     """Export the inference net to one ONNX file (dynamic batch, input ``image``, output
     ``logits``); needs ``pip install ufer[export]``."""
     try:
-        import onnx  # noqa: F401
-        import onnxscript  # noqa: F401
+        import onnx
+        import onnxscript
     except ImportError as err:
         raise ImportError("ONNX export needs the export extra: pip install 'ufer[export]'") \
             from err

@@ -98,15 +98,18 @@ class LabelState(nn.Module):
         return self.current[index]
 
     @torch.no_grad()
-    def relabel(self, index: Tensor, new_labels: Tensor, epoch: int) -> int:
-        """Set ``current[index] = new_labels`` on every process; return how many changed."""
+    def relabel(self, index: Tensor, new_labels: Tensor, epoch: int) -> Tensor:
+        """Set ``current[index] = new_labels`` on every process.
+
+        Returns how many labels changed as a 0-d tensor (no device sync in the step).
+        """
         index, new_labels = all_gather_cat(index), all_gather_cat(new_labels)
         unique, first = first_occurrence(index)
         new = new_labels[first]
         changed = new != self.current[unique]
         self.current[unique[changed]] = new[changed]
         self.corrected_epoch[unique[changed]] = epoch
-        return int(changed.sum())
+        return changed.sum()
 
     @torch.no_grad()
     def summary(self) -> dict[str, float]:
