@@ -114,3 +114,16 @@ def test_speed_table(tmp_path):
     assert rows["scn"]["params_training"] > rows["scn"]["params_inference"]  # the alpha head
     assert result["loader_images_per_second"] > 0 and result["latency"]["batch64_ms"] > 0
     assert "| scn |" in (tmp_path / "speed.md").read_text()
+
+
+def test_grid_in_two_processes(tiny_manifest, tmp_path):
+    out = tmp_path / "bench"
+    cfg = _config(tiny_manifest, out)
+    cfg.cleanlab, cfg.jobs = False, 2
+    results = run_bench(cfg, **tiny_fit_kwargs())
+    assert results["trained_now"] == 4
+    assert {(c["method"], c["rate"]) for c in results["cells"]} == {
+        (m, r) for m in ("baseline", "scn") for r in (0.0, 0.3)}
+    for name in EXPECTED:  # each worker's training output went to its cell's log
+        assert "epoch 1/1" in (out / "cells" / name / "train.log").read_text()
+    assert run_bench(cfg, **tiny_fit_kwargs())["trained_now"] == 0

@@ -13,7 +13,7 @@ Outputs: OUT/results.md (accuracy, label corrections, detection of wrong labels 
 cleanlab as the outside reference), OUT/results.json, OUT/plots/*.png.
 
 examples:
-  ufer bench --preset bench-cpu --out runs/bench-cpu
+  ufer bench --preset bench-cpu --out runs/bench-cpu --jobs 2
   ufer bench --preset tiny --methods baseline scn --noise 0,0.3 --seeds 1 --epochs 1
   ufer bench --manifest data/rafdb.csv --methods baseline scn --noise 0,0.1,0.2,0.3 \\
       --seeds 3 --epochs 40 --backbone resnet18 --image-size 112 --out runs/bench-raf \\
@@ -66,6 +66,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cleanlab", action="store_true",
                    help="skip the cleanlab reference (k-fold out-of-fold baseline)")
     p.add_argument("--folds", type=int, default=3, help="cleanlab cross-validation folds")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="cells trained at once, each in its own process with cores/jobs "
+                        "threads; their output goes to OUT/cells/<cell>/train.log")
     p.add_argument("--accelerator", default="auto", help="Lightning accelerator (auto, cpu, gpu)")
     p.add_argument("--out", default=None,
                    help="output folder (default runs/bench, or runs/speed with --speed)")
@@ -101,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
                       methods=args.methods, noise=args.noise, seeds=args.seeds,
                       protocol=args.protocol, epochs=args.epochs, backbone=args.backbone,
                       batch_size=args.batch_size, image_size=args.image_size,
-                      method_configs=configs, cleanlab=not args.no_cleanlab, folds=args.folds)
+                      method_configs=configs, cleanlab=not args.no_cleanlab, folds=args.folds,
+                      jobs=args.jobs)
     try:
         results = run_bench(cfg, accelerator=args.accelerator)
     except (ValueError, FileNotFoundError) as err:

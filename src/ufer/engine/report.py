@@ -12,7 +12,9 @@ Writes into ``RUN/report/``:
 - ``uncertain.png`` / ``corrected.png``: contact sheets of the lowest-quality and of the
   corrected images, titled ``given->final``;
 - ``curves.png``: loss components, accuracies and label counts per epoch (metrics.csv);
-- ``summary.json``: the counts printed by ``format_summary``.
+- ``summary.json``: the counts printed by ``format_summary``; for MTAC / ULC-AG also
+  ``templates``: how well the AU branch, memory templates and alpha work on the training
+  split (``ufer.engine.diagnose.template_diagnostics``).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import torch
 
 from ufer.data.dataset import ManifestDataset
 from ufer.data.manifest import read_manifest
+from ufer.engine.diagnose import format_diagnostics, template_diagnostics
 from ufer.engine.evaluate import predict_probs
 from ufer.engine.plots import contact_sheet
 from ufer.engine.report_plots import correction_matrix, epoch_table, training_curves
@@ -172,6 +175,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None,
         wrong = table.original_label != table.clean_label
         summary["wrong_given"] = int(wrong.sum())
         summary["issues_that_are_wrong"] = int((table.is_label_issue & wrong).sum())
+    if getattr(method, "au_head", None) is not None:
+        summary["templates"] = template_diagnostics(method, dataset)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -189,6 +194,8 @@ def format_summary(summary: dict[str, Any]) -> str:
                      f"{summary['issues_that_are_wrong']} of the issues are wrong labels; "
                      f"{int(lab.get('corrected_right', 0))} corrections right; "
                      f"{int(lab.get('noisy_left', 0))} wrong labels left")
+    if "templates" in summary:
+        lines.append("  templates: " + format_diagnostics(summary["templates"]))
     lines.append(f"  written: {Path(summary['files'][0]).parent}/ "
                  + ", ".join(Path(p).name for p in summary["files"]))
     return "\n".join(lines)
