@@ -21,7 +21,7 @@ def _case(monkeypatch) -> MTAC:
     alpha = torch.full((10,), 0.9)
     alpha[[0, 9]] = 0.1
     au = s.clone()  # AU m present exactly where s_m is high (AU 3 never present: no AUROC)
-    outputs = {"alpha": alpha, "s": s, "au": au, "au_mask": torch.ones(10, 4, dtype=torch.bool)}
+    outputs = {"alpha": alpha, "s": s, "f": s.clone(), "au": au, "au_mask": torch.ones(10, 4, dtype=torch.bool)}
     monkeypatch.setattr(diagnose, "_outputs", lambda method, dataset: outputs)
     return m
 
@@ -38,6 +38,15 @@ def test_mtac_template_diagnostics_hand_case(monkeypatch):
     assert d["eligible_flipped"] == pytest.approx(1.0)  # the low 20 % = samples 0 and 9
     assert d["would_move"] == pytest.approx(0.2) and d["would_move_right"] == pytest.approx(1.0)
     assert "template cosine 0.000" in diagnose.format_diagnostics(d)
+
+
+def test_mtac_probe_refits_the_au_head_on_frozen_features(monkeypatch):
+    m = _case(monkeypatch)  # features = the AU pattern: a fitted head must find it
+    d = diagnose.template_diagnostics(m, dataset=None, probe_steps=300)
+    assert d["probe_au_auroc"] == pytest.approx(1.0)
+    assert d["probe_template_acc_clean"] == pytest.approx(1.0)
+    assert d["probe_would_move"] == pytest.approx(0.2)
+    assert d["probe_would_move_right"] == pytest.approx(1.0)
 
 
 def test_mtac_collapsed_templates_move_nothing(monkeypatch):

@@ -12,7 +12,10 @@ data carries:
 - the confidence alpha: AUROC of 1 - alpha for flipped labels, and the share of flipped
   labels in the relabel-eligible low-confidence group;
 - the relabel rule (eq 12) applied to every sample now: how many would move and how many
-  of those moves restore the clean label.
+  of those moves restore the clean label;
+- optionally (``probe_steps``) a probe: a fresh AU head of the same shape fitted with Adam
+  on the frozen features, and the same template numbers for it. A probe far better than the
+  branch means the features carry the AU information and the branch did not learn it.
 
 ``TemplateDiagnostics`` appends one JSON line per epoch to ``RUN/template_diagnostics.jsonl``.
 """
@@ -30,22 +33,26 @@ from torchmetrics.functional.classification import binary_auroc
 
 from ufer.data.dataset import ManifestDataset
 from ufer.data.transforms import normalize, to_float
+from ufer.losses.au import weighted_au_bce
 from ufer.methods.base import FERMethod
+from ufer.models.au_graph import AUGraphHead
 
 
 @torch.no_grad()
 def _outputs(method: Any, dataset: ManifestDataset, batch_size: int = 256
              ) -> dict[str, torch.Tensor]:
-    """alpha (N,), AU logits s (N, M), offered AUs and mask (N, M), in dataset order."""
+    """alpha (N,), features f (N, D), AU logits s (N, M), offered AUs and mask (N, M)."""
     was_training = method.training
     method.eval()
     device = method.device
-    parts: dict[str, list[torch.Tensor]] = {"alpha": [], "s": [], "au": [], "au_mask": []}
+    parts: dict[str, list[torch.Tensor]] = {"alpha": [], "f": [], "s": [], "au": [],
+                                            "au_mask": []}
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         f, _ = method.net.features_and_logits(normalize(to_float(batch["image"].to(device))))
         alpha = (torch.sigmoid(method.confidence_head(f)).squeeze(1)
                  if method.confidence_head is not None else f.new_ones(f.shape[0]))
         parts["alpha"].append(alpha.cpu())
+        parts["f"].append(f.cpu())
         parts["s"].append(method.au_head(f).cpu())
         parts["au"].append(batch["au"])
         parts["au_mask"].append(batch["au_mask"])
@@ -59,8 +66,59 @@ def _auroc(scores: torch.Tensor, target: torch.Tensor) -> float | None:
     return float(binary_auroc(scores, target.long()))
 
 
+def _share(a: torch.Tensor, within: torch.Tensor) -> float | None:
+    return float(a[within].float().mean()) if bool(within.any()) else None
+
+
+def _template_stats(s: torch.Tensor, templates: torch.Tensor, ready: torch.Tensor,
+                    labels: Any, low: torch.Tensor) -> dict[str, float | None]:
+    """Template numbers for AU logits s (N, M) and templates (C, M) (eqs 11-12)."""
+    t = F.normalize(templates[ready], dim=1)
+    off = ~torch.eye(len(t), dtype=torch.bool)
+    cosine = (F.normalize(s, dim=1) @ F.normalize(templates, dim=1).T
+              ).masked_fill(~ready.unsqueeze(0), -2.0)
+    best, nearest = cosine.max(1)
+    given, current, clean = (labels.original.cpu(), labels.current.cpu(), labels.clean.cpu())
+    known = clean >= 0
+    own = cosine.gather(1, current.unsqueeze(1)).squeeze(1)
+    move = ready[current] & (own < best) & low
+    return {
+        "template_cosine": float((t @ t.T)[off].mean()) if len(t) > 1 else None,
+        "template_acc_clean": _share(nearest == clean, known),
+        "template_acc_given": float((nearest == given).float().mean()),
+        "template_acc_current": float((nearest == current).float().mean()),
+        "would_move": float(move.float().mean()),
+        "would_move_right": _share(nearest == clean, known & move),
+    }
+
+
+def refit_au_head(method: Any, f: torch.Tensor, present: torch.Tensor, mask: torch.Tensor,
+                  steps: int = 600, seed: int = 0) -> torch.Tensor:
+    """AU logits (N, M) of a fresh AU head shaped like ``method.au_head``, fitted on frozen
+    features f (N, D) to the AU presence ``present`` (N, M) where ``mask`` (N, M).
+
+    Adam (lr 1e-3, batches of 128) on the masked BCE of MTAC eq 8 without alpha; the
+    probe of ``template_diagnostics``.
+    """
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)  # a fresh head, initialised like the branch's own
+        head = AUGraphHead(f.shape[1], method.au_head.adjacency.cpu(), method.hparams.node_dim)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-3)
+    with torch.enable_grad():
+        for _ in range(steps):
+            i = torch.randint(0, len(f), (min(128, len(f)),), generator=generator)
+            loss = weighted_au_bce(head(f[i]), present[i].float(), mask[i])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    with torch.no_grad():
+        return head(f)
+
+
 def template_diagnostics(method: FERMethod, dataset: ManifestDataset,
-                         high_fraction: float | None = None) -> dict[str, Any]:
+                         high_fraction: float | None = None,
+                         probe_steps: int = 0) -> dict[str, Any]:
     """Measure the AU branch, templates, alpha and relabel rule of an MTAC-family method.
 
     Args:
@@ -69,58 +127,60 @@ def template_diagnostics(method: FERMethod, dataset: ManifestDataset,
         dataset: its training split (the order of ``method.labels``), without augmentation.
         high_fraction: share of samples treated as high-confidence; the rest (lowest alpha
             over the whole split) is the eligible group. Default: the method's phi.
+        probe_steps: > 0 also fits a fresh AU head for this many Adam steps on the frozen
+            features (``refit_au_head``) and reports ``probe_*`` numbers, its templates
+            being the alpha-weighted class means of its logits over the GIVEN labels
+            (eq 9 over the whole split, before any relabeling could drift them).
 
     Returns:
         A flat dict of floats (None where undefined, e.g. no clean labels): ``au_auroc``,
         ``au_bce``, ``au_bce_prior``, ``template_cosine``, ``template_acc_clean``,
         ``template_acc_given``, ``template_acc_current``, ``alpha_auroc``,
-        ``eligible_flipped``, ``flipped``, ``would_move``, ``would_move_right``.
+        ``eligible_flipped``, ``flipped``, ``would_move``, ``would_move_right`` (+ with a
+        probe: ``probe_au_auroc``, ``probe_template_cosine``, ``probe_template_acc_clean``,
+        ``probe_would_move``, ``probe_would_move_right`` ...).
     """
     if getattr(method, "au_head", None) is None:
         raise ValueError(f"{type(method).__name__} has no AU branch: no templates to diagnose")
     phi = method.hparams.high_fraction if high_fraction is None else high_fraction
     out = _outputs(method, dataset)
-    s, alpha, au, mask = out["s"], out["alpha"], out["au"], out["au_mask"]
-    present = au >= method.hparams.au_threshold
-    prior = (present & mask).sum(0).float() / mask.sum(0).clamp(min=1)  # per-AU frequency
+    s, alpha, mask = out["s"], out["alpha"], out["au_mask"]
+    present = (out["au"] >= method.hparams.au_threshold) & mask
+    prior = present.sum(0).float() / mask.sum(0).clamp(min=1)  # per-AU frequency
     bce = F.binary_cross_entropy_with_logits(s, present.float(), reduction="none")
     prior_bce = F.binary_cross_entropy(prior.clamp(1e-4, 1 - 1e-4).expand_as(s),
                                        present.float(), reduction="none")
-    aurocs = [_auroc(s[mask[:, m], m], present[mask[:, m], m]) for m in range(s.shape[1])]
-    aurocs = [a for a in aurocs if a is not None]
-
-    templates = method.templates.cpu()
-    ready = method.template_initialized.cpu()
-    t = F.normalize(templates[ready], dim=1)
-    cos_t = t @ t.T
-    off = ~torch.eye(len(t), dtype=torch.bool)
-    cosine = F.normalize(s, dim=1) @ F.normalize(templates, dim=1).T
-    nearest = cosine.masked_fill(~ready.unsqueeze(0), -2.0).argmax(1)
-
     labels = method.labels
-    given, current, clean = (labels.original.cpu(), labels.current.cpu(), labels.clean.cpu())
-    known = clean >= 0
-    flipped = given != clean
+    given, clean = labels.original.cpu(), labels.clean.cpu()
+    known, flipped = clean >= 0, given != clean
     low = alpha <= alpha.quantile(1.0 - phi)
-    own = cosine.gather(1, current.unsqueeze(1)).squeeze(1)
-    move = ready[current] & (own < cosine.masked_fill(~ready.unsqueeze(0), -2.0).max(1).values)
-
-    def share(a: torch.Tensor, within: torch.Tensor) -> float | None:
-        return float(a[within].float().mean()) if bool(within.any()) else None
-
-    return {
-        "au_auroc": sum(aurocs) / len(aurocs) if aurocs else None,
+    result: dict[str, Any] = {
+        "au_auroc": _mean_auroc(s, present, mask),
         "au_bce": float(bce[mask].mean()), "au_bce_prior": float(prior_bce[mask].mean()),
-        "template_cosine": float(cos_t[off].mean()) if len(t) > 1 else None,
-        "template_acc_clean": share(nearest == clean, known),
-        "template_acc_given": float((nearest == given).float().mean()),
-        "template_acc_current": float((nearest == current).float().mean()),
+        **_template_stats(s, method.templates.cpu(), method.template_initialized.cpu(),
+                          labels, low),
         "alpha_auroc": _auroc(1.0 - alpha[known], flipped[known]),
-        "flipped": share(flipped, known),
-        "eligible_flipped": share(flipped, known & low),
-        "would_move": float((move & low).float().mean()),
-        "would_move_right": share(nearest == clean, known & move & low),
+        "flipped": _share(flipped, known),
+        "eligible_flipped": _share(flipped, known & low),
     }
+    if probe_steps > 0:
+        probe = refit_au_head(method, out["f"], present, mask, probe_steps)
+        num_classes = method.hparams.num_classes
+        sums = torch.zeros(num_classes, s.shape[1]).index_add_(0, given,
+                                                               probe * alpha.unsqueeze(1))
+        counts = torch.bincount(given, minlength=num_classes)
+        stats = _template_stats(probe, sums / counts.clamp(min=1).unsqueeze(1), counts > 0,
+                                labels, low)
+        result["probe_au_auroc"] = _mean_auroc(probe, present, mask)
+        result.update({f"probe_{k}": v for k, v in stats.items()})
+    return result
+
+
+def _mean_auroc(s: torch.Tensor, present: torch.Tensor, mask: torch.Tensor) -> float | None:
+    """Mean over AUs of the AUROC of logits s[:, m] for presence, on known entries."""
+    values = [_auroc(s[mask[:, m], m], present[mask[:, m], m]) for m in range(s.shape[1])]
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
 
 
 class TemplateDiagnostics(pl.Callback):
@@ -153,4 +213,7 @@ def format_diagnostics(diag: dict[str, Any]) -> str:
             f"clean label {pct('template_acc_clean')}; alpha AUROC for wrong labels "
             f"{num('alpha_auroc')}; eligible group {pct('eligible_flipped')} wrong "
             f"(all {pct('flipped')}); would move {pct('would_move')}, right "
-            f"{pct('would_move_right')}")
+            f"{pct('would_move_right')}"
+            + (f"; probe AU head: AU AUROC {num('probe_au_auroc')}, nearest template = clean "
+               f"{pct('probe_template_acc_clean')}, would move {pct('probe_would_move')}, "
+               f"right {pct('probe_would_move_right')}" if "probe_au_auroc" in diag else ""))

@@ -14,7 +14,8 @@ Writes into ``RUN/report/``:
 - ``curves.png``: loss components, accuracies and label counts per epoch (metrics.csv);
 - ``summary.json``: the counts printed by ``format_summary``; for MTAC / ULC-AG also
   ``templates``: how well the AU branch, memory templates and alpha work on the training
-  split (``ufer.engine.diagnose.template_diagnostics``).
+  split, next to a probe AU head refitted on the frozen features
+  (``ufer.engine.diagnose.template_diagnostics``).
 """
 from __future__ import annotations
 
@@ -176,7 +177,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None,
         summary["wrong_given"] = int(wrong.sum())
         summary["issues_that_are_wrong"] = int((table.is_label_issue & wrong).sum())
     if getattr(method, "au_head", None) is not None:
-        summary["templates"] = template_diagnostics(method, dataset)
+        summary["templates"] = template_diagnostics(method, dataset, probe_steps=600)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
