@@ -22,6 +22,7 @@ data carries:
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,13 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from torchmetrics.functional.classification import binary_auroc
 
 from ufer.data.dataset import ManifestDataset
 from ufer.data.transforms import normalize, to_float
+from ufer.engine.report_plots import auroc
 from ufer.losses.au import weighted_au_bce
 from ufer.methods.base import FERMethod
+from ufer.methods.relabel import batch_centers, relabel_nearest_template
 from ufer.models.au_graph import AUGraphHead
 
 
@@ -61,9 +63,8 @@ def _outputs(method: Any, dataset: ManifestDataset, batch_size: int = 256
 
 
 def _auroc(scores: torch.Tensor, target: torch.Tensor) -> float | None:
-    if target.numel() == 0 or bool(target.all()) or not bool(target.any()):
-        return None
-    return float(binary_auroc(scores, target.long()))
+    value = auroc(scores.numpy(), target.numpy())
+    return None if math.isnan(value) else value
 
 
 def _share(a: torch.Tensor, within: torch.Tensor) -> float | None:
@@ -75,13 +76,11 @@ def _template_stats(s: torch.Tensor, templates: torch.Tensor, ready: torch.Tenso
     """Template numbers for AU logits s (N, M) and templates (C, M) (eqs 11-12)."""
     t = F.normalize(templates[ready], dim=1)
     off = ~torch.eye(len(t), dtype=torch.bool)
-    cosine = (F.normalize(s, dim=1) @ F.normalize(templates, dim=1).T
-              ).masked_fill(~ready.unsqueeze(0), -2.0)
-    best, nearest = cosine.max(1)
+    nearest = (F.normalize(s, dim=1) @ F.normalize(templates, dim=1).T
+               ).masked_fill(~ready.unsqueeze(0), -2.0).argmax(1)
     given, current, clean = (labels.original.cpu(), labels.current.cpu(), labels.clean.cpu())
     known = clean >= 0
-    own = cosine.gather(1, current.unsqueeze(1)).squeeze(1)
-    move = ready[current] & (own < best) & low
+    move = relabel_nearest_template(s, templates, current, low, ready) != current
     return {
         "template_cosine": float((t @ t.T)[off].mean()) if len(t) > 1 else None,
         "template_acc_clean": _share(nearest == clean, known),
@@ -165,10 +164,7 @@ def template_diagnostics(method: FERMethod, dataset: ManifestDataset,
     }
     if probe_steps > 0:
         probe = refit_au_head(method, out["f"], present, mask, probe_steps)
-        num_classes = method.hparams.num_classes
-        sums = torch.zeros(num_classes, s.shape[1]).index_add_(0, given,
-                                                               probe * alpha.unsqueeze(1))
-        counts = torch.bincount(given, minlength=num_classes)
+        sums, counts = batch_centers(probe, given, method.hparams.num_classes, alpha)
         stats = _template_stats(probe, sums / counts.clamp(min=1).unsqueeze(1), counts > 0,
                                 labels, low)
         result["probe_au_auroc"] = _mean_auroc(probe, present, mask)
