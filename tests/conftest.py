@@ -33,6 +33,6 @@ def tiny_noisy_manifest(tiny_manifest: str) -> str:
 
 def tiny_fit_kwargs(**overrides):
     """Trainer overrides for tests: CPU, no progress bar, small batches."""
-    kwargs = dict(accelerator="cpu", progress=False)
+    kwargs = {"accelerator": "cpu", "progress": False}
     kwargs.update(overrides)
     return kwargs

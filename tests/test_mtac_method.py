@@ -21,7 +21,7 @@ from ufer.models.au_graph import au_cooccurrence_graph, row_normalize
 from ufer.models.net import FERNet
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-SIZES = dict(backbone=TINY_BACKBONE, num_classes=3, num_train=8)
+SIZES = {"backbone": TINY_BACKBONE, "num_classes": 3, "num_train": 8}
 
 
 def make(**kwargs) -> MTAC:

@@ -79,7 +79,7 @@ def test_class_prior(tmp_path):
 
 def test_au_statistics_follow_prototypes(rows):
     mean = rows.groupby(schema.CLEAN_LABEL)[[f"true_AU{a:02d}" for a in AUS]].mean()
-    neutral, happy, sad, surprise, fear, disgust, anger = range(7)
+    neutral, happy, sad, surprise, _fear, disgust, anger = range(7)
     assert mean["true_AU12"].idxmax() == happy
     assert mean["true_AU26"].idxmax() == surprise
     assert mean.loc[surprise, "true_AU05"] > 0.3 > mean.loc[neutral, "true_AU05"]

@@ -22,5 +22,11 @@ def read_manifest(path: str, check_images: bool = True):
     return _read(path, check_images=check_images)
 
 
-__all__ = ["__version__", "create_method", "list_methods", "register_method", "load_method",
-           "read_manifest"]
+__all__ = [
+    "__version__",
+    "create_method",
+    "list_methods",
+    "load_method",
+    "read_manifest",
+    "register_method",
+]

@@ -30,8 +30,19 @@ from ufer.data import schema
 from ufer.data.faces import AUS, OCCLUDERS, FaceParams, Identity, render_face, sample_identity
 from ufer.data.manifest import write_manifest
 
-__all__ = ["SynthConfig", "PRESETS", "generate", "make_config", "render_face", "sample_face",
-           "sample_expression", "annotate", "detect_aus", "AUS", "GENERATOR_VERSION"]
+__all__ = [
+    "AUS",
+    "GENERATOR_VERSION",
+    "PRESETS",
+    "SynthConfig",
+    "annotate",
+    "detect_aus",
+    "generate",
+    "make_config",
+    "render_face",
+    "sample_expression",
+    "sample_face",
+]
 
 GENERATOR_VERSION = "ufer-synth-1.1"
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}

@@ -140,7 +140,7 @@ def training_curves(metrics_csv: str | Path, out_png: str | Path, title: str = "
     epochs = table.index.to_numpy() + 1
     losses = [c for c in table.columns if c.startswith("train/") and c not in
               ("train/acc", "train/alpha")]
-    accs = [c for c in table.columns if c.endswith("acc") or c.endswith("acc_clean")]
+    accs = [c for c in table.columns if c.endswith(("acc", "acc_clean"))]
     counts = [c for c in table.columns if c.startswith("labels/")
               and c not in ("labels/correction_precision",)]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
