@@ -1,5 +1,10 @@
 """ufer bench: the grid's cells, resuming, the tables and the cleanlab reference (tiny data)."""
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,3 +132,43 @@ def test_grid_in_two_processes(tiny_manifest, tmp_path):
     for name in EXPECTED:  # each worker's training output went to its cell's log
         assert "epoch 1/1" in (out / "cells" / name / "train.log").read_text()
     assert run_bench(cfg, **tiny_fit_kwargs())["trained_now"] == 0
+
+
+KILLED_BENCH = """
+import sys
+from ufer.engine.bench import BenchConfig, run_bench
+cfg = BenchConfig(out=sys.argv[2], manifest=sys.argv[1], methods=["baseline", "scn"], noise=[0.0],
+                  seeds=1, epochs=1000, backbone="fer_resnet_small", batch_size=64, cleanlab=False,
+                  jobs=2)
+run_bench(cfg, accelerator="cpu", progress=False)
+"""
+
+
+def _children(pid: int) -> set[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(p) for p in path.read_text().split()} if path.exists() else set()
+
+
+def _alive(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split(")")[-1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_killed_bench_stops_its_workers(tiny_manifest, tmp_path):
+    out = tmp_path / "bench"
+    bench = subprocess.Popen([sys.executable, "-c", KILLED_BENCH, tiny_manifest, str(out)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    logs = [out / "cells" / name / "train.log" for name in ("baseline-n0-s0", "scn-n0-s0")]
+    deadline = time.monotonic() + 120
+    while not all(log.exists() and "epoch 1/" in log.read_text() for log in logs):
+        assert bench.poll() is None and time.monotonic() < deadline, "workers never trained"
+        time.sleep(0.5)
+    workers = _children(bench.pid)
+    assert len(workers) >= 2
+    bench.send_signal(signal.SIGTERM)  # `kill PID` on the bench only, not its workers
+    assert bench.wait(timeout=60) != 0
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not [pid for pid in workers if _alive(pid)], "workers kept training"

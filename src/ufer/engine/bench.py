@@ -14,10 +14,15 @@ injected flips plus the simulated annotators' own mistakes); on a real manifest
 """
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import os
 import shutil
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -334,19 +339,13 @@ def cleanlab_reference(cfg: BenchConfig, rate: float, seed: int, manifest: Path,
 
 
 def cleanlab_available() -> bool:
-    try:
-        import cleanlab
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("cleanlab") is not None
 
 
 # ----------------------------------------------------------------------------- the grid
 def _in_process(fn: Any, args: tuple, log_dir: Path, threads: int,
                 overrides: dict[str, Any]) -> str:
     """Run one job in a worker process with ``threads`` torch threads; output to train.log."""
-    import contextlib
-
     import torch
 
     torch.set_num_threads(threads)
@@ -370,11 +369,38 @@ def _run_jobs(jobs: list[tuple[Any, tuple, Path]], processes: int,
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     threads = set_threads(processes)
-    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with _sigterm_as_interrupt(), ProcessPoolExecutor(
+            processes, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_in_process, fn, args, folder, threads, overrides)
                    for fn, args, folder in jobs]
-        for number, future in enumerate(as_completed(futures), 1):
-            print(f"[{number}/{total}] {future.result()}: finished", flush=True)
+        try:
+            for number, future in enumerate(as_completed(futures), 1):
+                print(f"[{number}/{total}] {future.result()}: finished", flush=True)
+        except BaseException:  # Ctrl-C, kill, or a failed cell: stop the other workers too
+            for future in futures:
+                future.cancel()
+            for child in multiprocessing.active_children():
+                child.kill()
+            raise
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM (``kill PID``) raises KeyboardInterrupt like Ctrl-C does, so
+    the bench stops its worker processes instead of leaving them training on their own.
+    Only the main thread can set signal handlers; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_bench(cfg: BenchConfig, **overrides: Any) -> dict[str, Any]:
@@ -465,10 +491,10 @@ def format_bench(results: dict[str, Any]) -> str:
     rule = "|---|" + "---|" * len(rates)
     lines = [f"# ufer bench: {Path(cfg['manifest']).name}",
              "",
-             f"{len(methods)} methods x {len(rates)} noise rates ({cfg['protocol']}) x "
+             (f"{len(methods)} methods x {len(rates)} noise rates ({cfg['protocol']}) x "
              f"{seeds} seeds; {cfg['epochs']} epochs, backbone {cfg['backbone']}, batch "
              f"{cfg['batch_size']}, the same data settings and schedule in every cell. "
-             f"mean ± std over seeds.",
+             f"mean ± std over seeds."),
              "", "## Test accuracy (%), final epoch", "", head, rule]
     acc = _by(cells, lambda c: c["test"].get("acc"))
     lines += [_row(m, acc[m], rates) for m in methods]
@@ -477,11 +503,11 @@ def format_bench(results: dict[str, Any]) -> str:
         lines += ["", "Against the true labels of the test split (synthetic truth):", "",
                   head, rule] + [_row(m, truth[m], rates) for m in methods]
     lines += ["", "## Label corrections on the training split (synthetic truth)", "",
-              "precision = corrections that give the true label / corrections; recall = "
+              ("precision = corrections that give the true label / corrections; recall = "
               "right corrections / wrong given labels; left = wrong labels after training "
-              "(given: wrong labels before).", "",
-              "| method | noise | corrected | precision (%) | recall (%) | wrong given | "
-              "wrong left |", "|---|---|---|---|---|---|---|"]
+              "(given: wrong labels before)."), "",
+              ("| method | noise | corrected | precision (%) | recall (%) | wrong given | "
+              "wrong left |"), "|---|---|---|---|---|---|---|"]
     for m in methods:
         for r in rates:
             group = [c for c in cells if c["method"] == m and c["rate"] == r]
@@ -494,9 +520,9 @@ def format_bench(results: dict[str, Any]) -> str:
                 f"{_mean_std([x['noisy_given'] for x in lab if 'noisy_given' in x], 1, 0)} | "
                 f"{_mean_std([x['noisy_left'] for x in lab if 'noisy_left' in x], 1, 0)} |")
     lines += ["", "## Spotting wrong training labels: AUROC (%)", "",
-              "Each method's uncertainty score on the training split against the known wrong "
+              ("Each method's uncertainty score on the training split against the known wrong "
               "labels (SCN/MTAC: 1 - alpha; others: 1 - the final model's probability of the "
-              "given label).", "", head, rule]
+              "given label)."), "", head, rule]
     auroc = _by(cells, lambda c: c.get("auroc"))
     for m in methods:
         score = next((c["score"] for c in cells if c["method"] == m), "")
