@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,16 @@ def test_grid_resume_and_tables(tiny_manifest, tmp_path):
 
     # losing one cell's results re-runs only that cell (continuing from its checkpoint)
     (out / "cells" / "scn-n0.3-s0" / "results.json").unlink()
+    # ... but first a look without training, at a two-seed grid: finished cells only
+    partial = run_bench(replace(_config(tiny_manifest, out), seeds=2), train=False,
+                        **tiny_fit_kwargs())
+    assert partial["trained_now"] == 0 and len(partial["cells"]) == 3
+    assert set(partial["missing"]) == {"cells/scn-n0.3-s0", "cleanlab/n0-s1", "cleanlab/n0.3-s1"} | {
+        f"cells/{m}-n{r}-s1" for m in ("baseline", "scn") for r in ("0", "0.3")}
+    assert {p.name for p in (out / "cells").iterdir()} == EXPECTED
+    md = (out / "results.md").read_text()
+    assert "**Partial:** 7 cells or references not finished" in md
+    assert "| baseline | " in md and "(n=1)" in md
     third = run_bench(_config(tiny_manifest, out), **tiny_fit_kwargs())
     after = _mtimes(out)
     assert third["trained_now"] == 1

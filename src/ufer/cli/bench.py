@@ -66,6 +66,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cleanlab", action="store_true",
                    help="skip the cleanlab reference (k-fold out-of-fold baseline)")
     p.add_argument("--folds", type=int, default=3, help="cleanlab cross-validation folds")
+    p.add_argument("--no-train", action="store_true",
+                   help="train nothing: write the tables from the finished cells only (a look "
+                        "at a grid that is still running or was stopped)")
     p.add_argument("--jobs", type=int, default=1,
                    help="cells trained at once, each in its own process with cores/jobs "
                         "threads; their output goes to OUT/cells/<cell>/train.log")
@@ -107,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
                       method_configs=configs, cleanlab=not args.no_cleanlab, folds=args.folds,
                       jobs=args.jobs)
     try:
-        results = run_bench(cfg, accelerator=args.accelerator)
+        results = run_bench(cfg, train=not args.no_train, accelerator=args.accelerator)
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"ufer bench: error: {err}") from err
     print(Path(results["config"]["out"], "results.md").read_text())

@@ -403,11 +403,13 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_bench(cfg: BenchConfig, **overrides: Any) -> dict[str, Any]:
+def run_bench(cfg: BenchConfig, train: bool = True, **overrides: Any) -> dict[str, Any]:
     """Run (or continue) the grid; write OUT/results.json, results.md and plots.
 
     ``overrides`` go to the Trainer (``accelerator``, ``progress`` ...), the same for every
-    cell.
+    cell. ``train=False`` trains nothing: the tables cover the finished cells and cleanlab
+    references only, and ``results["missing"]`` names the others (a look at a grid that is
+    still running, or one stopped early).
     """
     cfg = cfg.resolved()
     set_threads()
@@ -439,17 +441,27 @@ def run_bench(cfg: BenchConfig, **overrides: Any) -> dict[str, Any]:
         jobs += [(cleanlab_reference, (cfg, r, s, manifests[r, s]),
                   out / "cleanlab" / f"n{r:g}-s{s}") for r in cfg.noise for s in range(cfg.seeds)
                  if not (out / "cleanlab" / f"n{r:g}-s{s}" / "results.json").exists()]
-    _run_jobs(jobs, cfg.jobs, overrides)
-    cells = [run_cell(cfg, m, r, s, manifests[r, s]) for m, r, s in grid]  # all cached now
+    missing = [folder.relative_to(out).as_posix() for _, _, folder in jobs]
+    if train:
+        _run_jobs(jobs, cfg.jobs, overrides)
+        missing = []
+    elif missing:
+        print(f"--no-train: tables without {len(missing)} unfinished: {', '.join(missing)}",
+              flush=True)
+    unfinished = set(missing)
+    cells = [run_cell(cfg, m, r, s, manifests[r, s]) for m, r, s in grid  # all cached now
+             if f"cells/{cell_name(m, r, s)}" not in unfinished]
     references = ([cleanlab_reference(cfg, r, s, manifests[r, s])
-                   for r in cfg.noise for s in range(cfg.seeds)] if use_cleanlab else [])
-    trained = len(todo)
+                   for r in cfg.noise for s in range(cfg.seeds)
+                   if f"cleanlab/n{r:g}-s{s}" not in unfinished] if use_cleanlab else [])
+    trained = len(todo) if train else 0
     config = {k: v for k, v in asdict(cfg).items()}
     config["manifest"] = str(clean)
     results = {"config": config, "cells": cells, "cleanlab": references,
                "cleanlab_note": None if use_cleanlab else
                ("disabled" if not cfg.cleanlab else CLEANLAB_MISSING),
-               "trained_now": trained, "seconds": time.perf_counter() - start}
+               "trained_now": trained, "missing": missing,
+               "seconds": time.perf_counter() - start}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     results["plots"] = [str(p) for p in write_plots(results, out / "plots")]
     (out / "results.md").write_text(format_bench(results) + "\n")
@@ -468,13 +480,16 @@ def _by(cells: list[dict[str, Any]], value: Any) -> dict[str, dict[float, list[f
     return table
 
 
-def _mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
+def _mean_std(values: list[float], scale: float = 100.0, digits: int = 1,
+              seeds: int | None = None) -> str:
+    """'mean ± std' (sample std) of ``values`` x ``scale``; '-' when empty; with ``seeds``,
+    an entry over fewer values than seeds says how many, e.g. '41.2 ± 1.9 (n=2)'."""
     if not values:
         return "-"
     mean = scale * float(np.mean(values))
-    if len(values) == 1:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {scale * float(np.std(values, ddof=1)):.{digits}f}"
+    text = (f"{mean:.{digits}f}" if len(values) == 1 else
+            f"{mean:.{digits}f} ± {scale * float(np.std(values, ddof=1)):.{digits}f}")
+    return text + (f" (n={len(values)})" if seeds is not None and len(values) < seeds else "")
 
 
 def _row(name: str, by_rate: dict[float, list[float]], rates: list[float], **kw: Any) -> str:
@@ -496,12 +511,16 @@ def format_bench(results: dict[str, Any]) -> str:
              f"{cfg['batch_size']}, the same data settings and schedule in every cell. "
              f"mean ± std over seeds."),
              "", "## Test accuracy (%), final epoch", "", head, rule]
+    if results.get("missing"):
+        missing = results["missing"]
+        lines[3:3] = ["", (f"**Partial:** {len(missing)} cells or references not finished "
+                           f"({', '.join(missing)}); an entry over fewer seeds says n=.")]
     acc = _by(cells, lambda c: c["test"].get("acc"))
-    lines += [_row(m, acc[m], rates) for m in methods]
+    lines += [_row(m, acc[m], rates, seeds=seeds) for m in methods]
     truth = _by(cells, lambda c: c["test"].get("acc_clean"))
     if any(v for m in truth.values() for v in m.values()):
         lines += ["", "Against the true labels of the test split (synthetic truth):", "",
-                  head, rule] + [_row(m, truth[m], rates) for m in methods]
+                  head, rule] + [_row(m, truth[m], rates, seeds=seeds) for m in methods]
     lines += ["", "## Label corrections on the training split (synthetic truth)", "",
               ("precision = corrections that give the true label / corrections; recall = "
               "right corrections / wrong given labels; left = wrong labels after training "
@@ -515,7 +534,7 @@ def format_bench(results: dict[str, Any]) -> str:
             prec = [x["correction_precision"] for x in lab if x.get("corrected")]
             rec = [c["correction_recall"] for c in group if c.get("correction_recall") is not None]
             lines.append(
-                f"| {m} | {100 * r:g} % | {_mean_std([x['corrected'] for x in lab], 1, 0)} | "
+                f"| {m} | {100 * r:g} % | {_mean_std([x['corrected'] for x in lab], 1, 0, seeds)} | "
                 f"{_mean_std(prec)} | {_mean_std(rec)} | "
                 f"{_mean_std([x['noisy_given'] for x in lab if 'noisy_given' in x], 1, 0)} | "
                 f"{_mean_std([x['noisy_left'] for x in lab if 'noisy_left' in x], 1, 0)} |")
@@ -526,14 +545,14 @@ def format_bench(results: dict[str, Any]) -> str:
     auroc = _by(cells, lambda c: c.get("auroc"))
     for m in methods:
         score = next((c["score"] for c in cells if c["method"] == m), "")
-        lines.append(_row(f"{m} ({score})", auroc[m], rates))
+        lines.append(_row(f"{m} ({score})", auroc[m], rates, seeds=seeds))
     refs = results.get("cleanlab") or []
     if refs:
         folds = refs[0]["folds"]
         by_rate = {r: [x for x in refs if x["rate"] == r] for r in rates}
         lines.append(_row(f"cleanlab get_label_quality_scores (OOF baseline, k={folds})",
                           {r: [x["auroc"] for x in v if x.get("auroc") is not None]
-                           for r, v in by_rate.items()}, rates))
+                           for r, v in by_rate.items()}, rates, seeds=seeds))
         lines.append("| cleanlab find_label_issues: precision / recall (%) | " + " | ".join(
             f"{_mean_std([x['precision'] for x in by_rate[r] if 'precision' in x], digits=0)} / "
             f"{_mean_std([x['recall'] for x in by_rate[r] if 'recall' in x], digits=0)}"
