@@ -144,6 +144,20 @@ def cell_name(method: str, rate: float, seed: int) -> str:
     return f"{method}-n{rate:g}-s{seed}"
 
 
+def cell_dir(out: str | Path, method: str, rate: float, seed: int) -> Path:
+    """``OUT/cells/<method>-n<rate>-s<seed>``: one cell's run, scores and results.json."""
+    return Path(out) / "cells" / cell_name(method, rate, seed)
+
+
+def reference_dir(out: str | Path, rate: float, seed: int) -> Path:
+    """``OUT/cleanlab/n<rate>-s<seed>``: one cleanlab reference's folds and results.json."""
+    return Path(out) / "cleanlab" / f"n{rate:g}-s{seed}"
+
+
+def _finished(folder: Path) -> bool:
+    return (folder / "results.json").exists()
+
+
 # ----------------------------------------------------------------------------- data
 def _relocate(paths: Any, root: Path, new_root: Path) -> Any:
     if root.resolve() == new_root.resolve():
@@ -216,7 +230,7 @@ def _detection(scores: np.ndarray, wrong: np.ndarray | None) -> float | None:
 def run_cell(cfg: BenchConfig, method: str, rate: float, seed: int, manifest: Path,
              **overrides: Any) -> dict[str, Any]:
     """Train one cell (or continue it), then score its training labels; cached."""
-    cell = Path(cfg.out) / "cells" / cell_name(method, rate, seed)
+    cell = cell_dir(cfg.out, method, rate, seed)
     done = cell / "results.json"
     if done.exists():
         return json.loads(done.read_text())
@@ -309,7 +323,7 @@ def cleanlab_reference(cfg: BenchConfig, rate: float, seed: int, manifest: Path,
                        **overrides: Any) -> dict[str, Any]:
     """cleanlab's ``find_label_issues`` (precision/recall of its flags) and
     ``get_label_quality_scores`` (AUROC) on out-of-fold baseline probabilities; cached."""
-    work = Path(cfg.out) / "cleanlab" / f"n{rate:g}-s{seed}"
+    work = reference_dir(cfg.out, rate, seed)
     done = work / "results.json"
     if done.exists():
         return json.loads(done.read_text())
@@ -431,36 +445,29 @@ def run_bench(cfg: BenchConfig, train: bool = True, **overrides: Any) -> dict[st
     grid = [(m, r, s) for r in cfg.noise for s in range(cfg.seeds) for m in cfg.methods]
     manifests = {(r, s): noisy_manifest(clean, data_dir, cfg.protocol, r, s)
                  for r in cfg.noise for s in range(cfg.seeds)}
-    todo = [(m, r, s) for m, r, s in grid
-            if not (out / "cells" / cell_name(m, r, s) / "results.json").exists()]
-    print(f"{len(grid)} cells, {len(grid) - len(todo)} done, {len(todo)} to train"
+    cell_jobs = [(run_cell, (cfg, m, r, s, manifests[r, s]), cell_dir(out, m, r, s))
+                 for m, r, s in grid]
+    reference_jobs = [(cleanlab_reference, (cfg, r, s, manifests[r, s]), reference_dir(out, r, s))
+                      for r in cfg.noise for s in range(cfg.seeds)] if use_cleanlab else []
+    todo = [job for job in cell_jobs + reference_jobs if not _finished(job[2])]
+    to_train = sum(job[0] is run_cell for job in todo)
+    print(f"{len(grid)} cells, {len(grid) - to_train} done, {to_train} to train"
           + (f", {cfg.jobs} at a time" if cfg.jobs > 1 else ""), flush=True)
-    jobs = [(run_cell, (cfg, m, r, s, manifests[r, s]), out / "cells" / cell_name(m, r, s))
-            for m, r, s in todo]
-    if use_cleanlab:
-        jobs += [(cleanlab_reference, (cfg, r, s, manifests[r, s]),
-                  out / "cleanlab" / f"n{r:g}-s{s}") for r in cfg.noise for s in range(cfg.seeds)
-                 if not (out / "cleanlab" / f"n{r:g}-s{s}" / "results.json").exists()]
-    missing = [folder.relative_to(out).as_posix() for _, _, folder in jobs]
     if train:
-        _run_jobs(jobs, cfg.jobs, overrides)
-        missing = []
-    elif missing:
+        _run_jobs(todo, cfg.jobs, overrides)
+    missing = [folder.relative_to(out).as_posix() for *_, folder in todo if not _finished(folder)]
+    if missing:
         print(f"--no-train: tables without {len(missing)} unfinished: {', '.join(missing)}",
               flush=True)
-    unfinished = set(missing)
-    cells = [run_cell(cfg, m, r, s, manifests[r, s]) for m, r, s in grid  # all cached now
-             if f"cells/{cell_name(m, r, s)}" not in unfinished]
-    references = ([cleanlab_reference(cfg, r, s, manifests[r, s])
-                   for r in cfg.noise for s in range(cfg.seeds)
-                   if f"cleanlab/n{r:g}-s{s}" not in unfinished] if use_cleanlab else [])
-    trained = len(todo) if train else 0
+    # every finished job returns its cached results.json
+    cells = [fn(*args) for fn, args, folder in cell_jobs if _finished(folder)]
+    references = [fn(*args) for fn, args, folder in reference_jobs if _finished(folder)]
     config = {k: v for k, v in asdict(cfg).items()}
     config["manifest"] = str(clean)
     results = {"config": config, "cells": cells, "cleanlab": references,
                "cleanlab_note": None if use_cleanlab else
                ("disabled" if not cfg.cleanlab else CLEANLAB_MISSING),
-               "trained_now": trained, "missing": missing,
+               "trained_now": to_train if train else 0, "missing": missing,
                "seconds": time.perf_counter() - start}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     results["plots"] = [str(p) for p in write_plots(results, out / "plots")]
@@ -586,11 +593,10 @@ def write_plots(results: dict[str, Any], plots: Path) -> list[Path]:
     curves = {}
     for c in cells:
         if c["rate"] == rate and c["seed"] == 0:
-            s = json.loads((out / "cells" / cell_name(c["method"], rate, 0) /
-                            "scores.json").read_text())
+            s = json.loads((cell_dir(out, c["method"], rate, 0) / "scores.json").read_text())
             if s["wrong"] is not None:
                 curves[c["method"]] = (np.array(s["score"]), np.array(s["wrong"], bool))
-    ref = out / "cleanlab" / f"n{rate:g}-s0" / "scores.json"
+    ref = reference_dir(out, rate, 0) / "scores.json"
     if ref.exists():
         s = json.loads(ref.read_text())
         if s["wrong"] is not None:

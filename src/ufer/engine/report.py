@@ -185,8 +185,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None,
 def format_summary(summary: dict[str, Any]) -> str:
     """A few plain lines for the terminal."""
     lines = [f"{summary['method']} run {summary['run']}: {summary['samples']} training samples",
-             f"  corrected labels: {summary['corrected']} "
-             f"(metrics.csv last epoch: {summary['logged_corrected']})",
+             (f"  corrected labels: {summary['corrected']} "
+             f"(metrics.csv last epoch: {summary['logged_corrected']})"),
              f"  label issues (corrected, or the model disagrees): {summary['label_issues']}",
              f"  label_quality = {summary['label_quality']} (lower = more likely wrong)"]
     lab = summary["labels"]

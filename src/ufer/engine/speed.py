@@ -197,12 +197,12 @@ def run_speed(methods: list[str] | None = None, backbone: str = "fer_resnet_smal
 def format_speed(r: dict[str, Any]) -> str:
     memory = "peak GPU memory allocated" if r["device"].startswith("cuda") else \
         "peak process RSS"
-    lines = [f"# ufer bench --speed: {r['backbone']}, {r['image_size']} px, batch "
-             f"{r['batch_size']}, {r['device']} ({r['threads']} threads)", "",
-             f"Training step (forward, losses, backward, optimizer, state update), median over "
-             f"{r['steps']} interleaved steps per method in one process.", "",
-             f"| method | step (ms) | vs baseline | images/s | {memory} (MiB) | "
-             "params training | params inference |", "|---|---|---|---|---|---|---|"]
+    lines = [(f"# ufer bench --speed: {r['backbone']}, {r['image_size']} px, batch "
+             f"{r['batch_size']}, {r['device']} ({r['threads']} threads)"), "",
+             (f"Training step (forward, losses, backward, optimizer, state update), median over "
+             f"{r['steps']} interleaved steps per method in one process."), "",
+             (f"| method | step (ms) | vs baseline | images/s | {memory} (MiB) | "
+             "params training | params inference |"), "|---|---|---|---|---|---|---|"]
     for m in r["methods"]:
         if m["error"]:
             lines.append(f"| {m['method']} | failed: {m['error']} | | | | | |")
@@ -212,10 +212,10 @@ def format_speed(r: dict[str, Any]) -> str:
                      f"{m['params_training']:,} | {m['params_inference']:,} |")
     lat = r["latency"]
     keeps_up = r["loader_images_per_second"] >= r["baseline_images_per_second"]
-    lines += ["", f"Data loader alone: {r['loader_images_per_second']:.0f} images/s; the "
+    lines += ["", (f"Data loader alone: {r['loader_images_per_second']:.0f} images/s; the "
               f"baseline consumes {r['baseline_images_per_second']:.0f} images/s "
-              f"({'the loader keeps up' if keeps_up else 'the loader is the bottleneck'}).",
-              f"Exported FERNet inference (identical for every method): batch 1 "
+              f"({'the loader keeps up' if keeps_up else 'the loader is the bottleneck'})."),
+              (f"Exported FERNet inference (identical for every method): batch 1 "
               f"{lat['batch1_ms']:.2f} ms, batch 64 {lat['batch64_ms']:.2f} ms "
-              f"({64000 / lat['batch64_ms']:.0f} images/s)."]
+              f"({64000 / lat['batch64_ms']:.0f} images/s).")]
     return "\n".join(lines)

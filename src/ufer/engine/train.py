@@ -68,12 +68,13 @@ def trainer_kwargs(run_dir: str | Path, max_epochs: int, *, progress: bool | Non
                       ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last",
                                       save_top_k=1, enable_version_counter=False)]
     kwargs: dict[str, Any] = {
-        "max_epochs": max_epochs, "default_root_dir": str(run_dir), "accelerator": "auto", "devices": 1,
+        "max_epochs": max_epochs, "default_root_dir": str(run_dir), "accelerator": "auto",
+        "devices": 1,
         "logger": [CSVLogger(run_dir, name="", version=""),
-                TensorBoardLogger(run_dir, name="", version="", default_hp_metric=False)],
-        "callbacks": callbacks, "enable_checkpointing": checkpoints, "enable_progress_bar": progress,
-        "enable_model_summary": False, "log_every_n_steps": 1, "use_distributed_sampler": False,
-        "num_sanity_val_steps": 0, "deterministic": False}
+                   TensorBoardLogger(run_dir, name="", version="", default_hp_metric=False)],
+        "callbacks": callbacks, "enable_checkpointing": checkpoints,
+        "enable_progress_bar": progress, "enable_model_summary": False, "log_every_n_steps": 1,
+        "use_distributed_sampler": False, "num_sanity_val_steps": 0, "deterministic": False}
     kwargs.update(overrides)
     return kwargs
 

@@ -5,6 +5,7 @@ state stay in the training checkpoint.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -59,12 +60,8 @@ def load_bundle(folder: str | Path) -> tuple[FERNet, dict[str, Any]]:
 def export_onnx(source: FERMethod | str | Path, path: str | Path, image_size: int) -> Path:
     """Export the inference net to one ONNX file (dynamic batch, input ``image``, output
     ``logits``); needs ``pip install ufer[export]``."""
-    try:
-        import onnx
-        import onnxscript
-    except ImportError as err:
-        raise ImportError("ONNX export needs the export extra: pip install 'ufer[export]'") \
-            from err
+    if any(importlib.util.find_spec(name) is None for name in ("onnx", "onnxscript")):
+        raise ImportError("ONNX export needs the export extra: pip install 'ufer[export]'")
     method = load_method(source) if isinstance(source, (str, Path)) else source
     net = method.net.eval().cpu()
     example = torch.randn(2, 3, image_size, image_size)
