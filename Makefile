@@ -7,6 +7,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ufer-installed
+# MTCNN weights ship in this wheel; --no-deps keeps its torch<2.3 / numpy<2 pins from
+# downgrading the environment (see the detect extra in pyproject.toml)
+FACE_DETECTOR := facenet-pytorch==2.6.0
 export HF_HUB_OFFLINE := 1
 
 .PHONY: demo test install clean-runs
@@ -15,7 +18,8 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[dev,export,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,export,bench,detect]'
+	$(PY) -m pip install --quiet --no-deps $(FACE_DETECTOR)
 	touch $(STAMP)
 
 demo: $(STAMP)
