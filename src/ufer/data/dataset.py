@@ -12,6 +12,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ufer.data import schema
+from ufer.data.cache import open_manifest_cache
 from ufer.data.manifest import Manifest, ManifestError
 from ufer.data.transforms import load_image_tensor
 
@@ -34,7 +35,9 @@ class ManifestDataset(Dataset):
         manifest: a validated manifest (``read_manifest``).
         split: keep only this split (``train``/``val``/``test``); None keeps all rows.
         image_size: resize every image to this square side; None keeps the stored size.
-        cache: True decodes every image once, now, into one uint8 tensor (N, 3, H, W)
+        cache: ignored when the sidecar points to an image cache of ``image_size``
+            (``ufer prepare --cache``), which is then memory-mapped instead of decoding.
+            True decodes every image once, now, into one uint8 tensor (N, 3, H, W)
             (needs ``image_size`` or images of equal size); False decodes on access;
             ``"auto"`` caches when N * 3 * H * W (estimated from the first image) < 2 GiB.
     """
@@ -58,7 +61,10 @@ class ManifestDataset(Dataset):
         self._au, self._au_mask = self._masked(self.au_names)
         self._dist = (torch.tensor(frame[self.manifest.dist_columns].to_numpy(),
                                    dtype=torch.float32) if self.manifest.has_dist else None)
-        self._images = self._build_cache() if self._should_cache(cache) else None
+        # a sidecar's image cache at image_size (data/cache.py) replaces decoding
+        disk = open_manifest_cache(self.manifest, image_size)
+        self._images = disk if disk is not None else (
+            self._build_cache() if self._should_cache(cache) else None)
 
     def __len__(self) -> int:
         return len(self.manifest)
@@ -81,7 +87,7 @@ class ManifestDataset(Dataset):
 
     @property
     def cached(self) -> bool:
-        """True when all images were decoded at construction."""
+        """True when images come from memory or the image cache, not from decoding files."""
         return self._images is not None
 
     def au_matrix(self) -> tuple[Tensor, Tensor]:
