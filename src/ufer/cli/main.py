@@ -21,6 +21,7 @@ VERBS = {
     "demo": "demo",
     "bench": "bench",
     "report": "report",
+    "prepare": "prepare",
     "weights": "weights",
 }
 
