@@ -22,7 +22,7 @@ PINNED = {
 @pytest.mark.slow
 def test_tiny_bench_numbers_unchanged(tmp_path, monkeypatch):
     torch.set_num_threads(1)
-    monkeypatch.setattr("ufer.engine.bench.set_threads", lambda processes=1: 1)
+    monkeypatch.setattr("ufer.engine.bench.grid.set_threads", lambda processes=1: 1)
     configs = {"scn": {"relabel_start": 1}, "mtac": {"relabel_start": 1},
                "ulcag": {"relabel_start": 1, "au_start_epoch": 0}}
     cfg = BenchConfig(out=str(tmp_path), preset="tiny",

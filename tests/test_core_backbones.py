@@ -45,24 +45,37 @@ def test_unknown_backbone_names_itself():
         build_backbone("resnet_nope")
 
 
-@pytest.mark.parametrize("name", ["fer_resnet_small", "test_resnet"])
-def test_cnn_map_is_nchw_and_pools_to_features(name):
+@pytest.mark.parametrize("name", ["resnet18", "densenet121", "fer_resnet_small"])
+def test_stage_api_splits_the_forward_pass(name):
+    torch.manual_seed(0)
     backbone = build_backbone(name).eval()
-    x = torch.randn(2, 3, 48, 48)
-    fmap, pooled = backbone.forward_map(x)
-    assert fmap.shape[:2] == (2, backbone.num_features) and fmap.dim() == 4
-    assert torch.allclose(pooled, backbone(x), atol=1e-6)
-    assert torch.allclose(pooled, fmap.mean(dim=(2, 3)), atol=1e-5)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        pooled = backbone(x)
+        for stage in (1, 3):
+            fmap = backbone.forward_until(x, stage)
+            assert fmap.shape[:2] == (2, backbone.stage_channels(stage)) and fmap.dim() == 4
+            assert torch.allclose(backbone.forward_from(fmap, stage), pooled, atol=1e-5)
+    # stage 3 of a 64 px input: 4 x 4 for ResNet-18 / DenseNet-121 (reduction 16), 8 x 8 for
+    # the small CPU ResNet (no max-pool: reduction 8)
+    side = 64 // backbone.model.feature_info[3]["reduction"]
+    assert backbone.forward_until(x, 3).shape[2:] == (side, side)
+    assert side == (8 if name == "fer_resnet_small" else 4)
 
 
-def test_swin_nhwc_map_is_converted_to_nchw():
+def test_stage_api_of_other_families_is_a_clear_error():
     # a two-stage, 16-wide Swin: the real class, tiny enough for a CPU test
     backbone = Backbone("swin_tiny_patch4_window7_224", embed_dim=16, depths=(1, 1),
                         num_heads=(1, 2), img_size=56, window_size=7)
-    assert backbone.nhwc
-    fmap, pooled = backbone.eval().forward_map(torch.randn(2, 3, 56, 56))
-    assert fmap.shape == (2, backbone.num_features, 7, 7)
-    assert torch.allclose(pooled, fmap.mean(dim=(2, 3)), atol=1e-5)
+    with pytest.raises(ValueError, match="no stage API; it is available for the ResNet"):
+        backbone.forward_until(torch.randn(1, 3, 56, 56), 1)
+
+
+def test_normalization_comes_from_the_architecture():
+    assert build_backbone("resnet18").normalization == ((0.485, 0.456, 0.406),
+                                                        (0.229, 0.224, 0.225))
+    assert build_backbone("test_resnet").normalization == ((0.5,) * 3, (0.5,) * 3)
+    assert build_backbone("fer_resnet_small").normalization[0] == (0.485, 0.456, 0.406)
 
 
 def test_fer_resnet_small_size():

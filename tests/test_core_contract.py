@@ -26,7 +26,7 @@ def test_one_epoch_fit_and_inference_contract(name, tiny_noisy_manifest, tmp_pat
                           data_kwargs={"batch_size": 32}, **tiny_fit_kwargs())
     assert 0.0 <= result["test"]["acc"] <= 1.0
     assert "acc_clean" in result["test"]  # synthetic data: accuracy against the truth
-    method = load_method(tmp_path / name / "checkpoints" / "last.ckpt")
+    method, _ = load_method(tmp_path / name / "checkpoints" / "last.ckpt")
     # the inference network has exactly the baseline's parameters ...
     base = ufer.create_method("baseline", backbone=TINY_BACKBONE, num_classes=7, num_train=1)
     assert {k: v.shape for k, v in method.net.state_dict().items()} == \

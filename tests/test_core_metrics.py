@@ -1,6 +1,6 @@
 import torch
 
-from ufer.engine import metrics
+from ufer import metrics
 
 
 def test_metrics_on_hand_computed_confusion():

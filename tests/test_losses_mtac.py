@@ -18,7 +18,7 @@ LOG_E_PLUS_2 = 1.5514447139320509  # log(e + 2) = log(4.718282)
 
 def test_class_weights_mtac():
     # batch [0, 0, 1, 2], C = 4: N_j = [2, 1, 1, 0], N = 4 -> gamma = 1 - N_j / 4
-    gamma = class_weights(torch.tensor([0, 0, 1, 2]), 4)
+    gamma = class_weights(torch.bincount(torch.tensor([0, 0, 1, 2]), minlength=4))
     assert torch.allclose(gamma, torch.tensor([0.5, 0.75, 0.75, 1.0]))
 
 

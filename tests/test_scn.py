@@ -14,7 +14,7 @@ N = 10
 def _scn(**kwargs) -> SCN:
     method = ufer.create_method("scn", backbone=TINY_BACKBONE, num_classes=3, num_train=N,
                                 **kwargs)
-    method.labels.reset(torch.ones(N, dtype=torch.long))  # every given label is class 1
+    method.samples.reset(torch.ones(N, dtype=torch.long))  # every given label is class 1
     return method
 
 
@@ -42,12 +42,12 @@ def test_relabel_low_group_above_margin_only(monkeypatch):
     batch, out = _relabel_batch()
     _at_epoch(monkeypatch, 9)
     method.update_state(batch, out)
-    moved = (method.labels.current != 1).nonzero().flatten().tolist()
+    moved = (method.samples.current != 1).nonzero().flatten().tolist()
     assert moved == [7]  # 0 is high-importance, 8 is below the margin
-    assert method.labels.current[7] == 0 and method.labels.corrected_epoch[7] == 9
-    assert torch.equal(method.labels.original, torch.ones(N, dtype=torch.long))
-    assert torch.allclose(method.confidence, out["alpha"])
-    assert method.labels.summary()["corrected"] == 1.0
+    assert method.samples.current[7] == 0 and method.samples.corrected_epoch[7] == 9
+    assert torch.equal(method.samples.original, torch.ones(N, dtype=torch.long))
+    assert torch.allclose(method.samples.confidence, out["alpha"])
+    assert method.samples.summary()["corrected"] == 1.0
 
 
 def test_no_relabel_before_start_but_confidence_kept(monkeypatch):
@@ -55,8 +55,8 @@ def test_no_relabel_before_start_but_confidence_kept(monkeypatch):
     batch, out = _relabel_batch()
     _at_epoch(monkeypatch, 8)
     method.update_state(batch, out)
-    assert torch.equal(method.labels.current, torch.ones(N, dtype=torch.long))
-    assert torch.allclose(method.confidence, out["alpha"])
+    assert torch.equal(method.samples.current, torch.ones(N, dtype=torch.long))
+    assert torch.allclose(method.samples.confidence, out["alpha"])
 
 
 def test_relabel_scope_all_and_switch_off(monkeypatch):
@@ -64,10 +64,10 @@ def test_relabel_scope_all_and_switch_off(monkeypatch):
     _at_epoch(monkeypatch, 0)
     method = _scn(relabel_start=0, relabel_scope="all")
     method.update_state(batch, out)
-    assert (method.labels.current != 1).nonzero().flatten().tolist() == [0, 7]
+    assert (method.samples.current != 1).nonzero().flatten().tolist() == [0, 7]
     off = _scn(relabel_start=0, relabel=False)
     off.update_state(batch, out)
-    assert int((off.labels.current != 1).sum()) == 0
+    assert int((off.samples.current != 1).sum()) == 0
 
 
 def test_unseen_samples_have_nan_confidence(monkeypatch):
@@ -75,14 +75,14 @@ def test_unseen_samples_have_nan_confidence(monkeypatch):
     _at_epoch(monkeypatch, 0)
     method.update_state({"index": torch.tensor([2, 5]), "label": torch.ones(2, dtype=torch.long)},
                         {"logits": torch.zeros(2, 3), "alpha": torch.tensor([0.3, 0.6])})
-    conf = method.sample_confidence()
+    conf = 1.0 - method.sample_uncertainty()
     assert conf[2].item() == pytest.approx(0.3) and conf[5].item() == pytest.approx(0.6)
     assert int(conf.isnan().sum()) == N - 2
 
 
 def test_loss_is_weighted_ce_plus_rank_regularization():
     method = _scn(rank_margin=0.6)
-    method.labels.reset(torch.tensor([1, 0] + [0] * (N - 2)))
+    method.samples.reset(torch.tensor([1, 0] + [0] * (N - 2)))
     # sample 0: alpha 1, logits [0, ln 2], y = 1 -> CE = log 1.5
     # sample 1: alpha 0.5, logits [0, 2 ln 2] -> scaled [0, ln 2], y = 0 -> CE = log 3
     alpha = torch.tensor([1.0, 0.5], requires_grad=True)

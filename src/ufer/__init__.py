@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 
 def load_method(path: str):
-    """Rebuild a trained method from its checkpoint (see ``ufer.methods.base.load_method``)."""
+    """(method, data settings) rebuilt from a checkpoint (see ``ufer.methods.base.load_method``)."""
     from ufer.methods.base import load_method as _load
 
     return _load(path)

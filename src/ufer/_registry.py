@@ -8,9 +8,9 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _METHODS: dict[str, type] = {}
-# Modules whose import registers the built-in methods (imported lazily on first lookup).
-BUILTIN_MODULES = ("ufer.methods.baseline", "ufer.methods.scn", "ufer.methods.mtac",
-                   "ufer.methods.ldlva", "ufer.methods.poi")
+# Modules whose import registers the built-in methods (imported lazily on first lookup);
+# every one must exist: a missing module is an ImportError, never a silent skip.
+BUILTIN_MODULES = ("ufer.methods.baseline", "ufer.methods.scn", "ufer.methods.mtac")
 
 
 def register_method(name: str) -> Callable[[type[T]], type[T]]:
@@ -26,11 +26,7 @@ def register_method(name: str) -> Callable[[type[T]], type[T]]:
 
 def _load_builtins() -> None:
     for module in BUILTIN_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name != module:  # a real import error inside an existing method module
-                raise
+        importlib.import_module(module)
 
 
 def list_methods() -> list[str]:

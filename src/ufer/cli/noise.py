@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -10,14 +9,15 @@ import numpy as np
 import pandas as pd
 
 from ufer.data import schema
-from ufer.data.manifest import Manifest, read_manifest, write_manifest
+from ufer.data.manifest import Manifest, read_manifest
 from ufer.data.noise import (
     DEFAULT_PAIRS,
-    apply_noise,
+    check_output,
     load_label_list,
     load_transition,
     pairs_by_name,
     pairwise_matrix,
+    write_noisy_manifest,
 )
 
 _EPILOG = """\
@@ -76,31 +76,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        _check_out(args.manifest, args.out, args.overwrite)
+        check_output(args.manifest, args.out, args.overwrite)
         manifest = read_manifest(args.manifest)
-        frame, meta = apply_noise(
-            manifest, protocol=args.protocol, rate=args.rate, seed=args.seed, exact=args.exact,
+        _, noise = write_noisy_manifest(
+            manifest, args.out, overwrite=args.overwrite, protocol=args.protocol,
+            rate=args.rate, seed=args.seed, exact=args.exact,
             transition=_transition(args, manifest), splits=args.splits,
             label_list=load_label_list(args.label_list) if args.label_list else None)
-        frame[schema.PATH] = _relocate(frame[schema.PATH], manifest.root, args.out.parent)
-        write_manifest(frame, {**meta, "noise_source": str(args.manifest)}, args.out)
     except (OSError, ValueError) as exc:
         print(f"ufer noise: error: {exc}", file=sys.stderr)
         return 1
-    _summary(meta["noise"], manifest.classes, args.out)
+    _summary(noise, manifest.classes, args.out)
     return 0
-
-
-def _check_out(source: Path, out: Path, overwrite: bool) -> None:
-    if out.suffix not in (".csv", ".parquet"):
-        raise ValueError(f"--out {out}: a manifest must end in .csv or .parquet")
-    same_table = out.resolve() == source.resolve()
-    same_sidecar = schema.sidecar_path(out).resolve() == schema.sidecar_path(source).resolve()
-    if same_table or same_sidecar:
-        raise ValueError(f"--out {out} would overwrite the input manifest {source} "
-                         "(or its sidecar); choose another name")
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"--out {out} exists; pass --overwrite to replace it")
 
 
 def _transition(args: argparse.Namespace, manifest: Manifest) -> np.ndarray | None:
@@ -124,13 +111,6 @@ def _pairs(text: str) -> dict[str, str]:
             raise ValueError(f"--pairs: expected 'source=target', got {item!r}")
         pairs[source.strip()] = target.strip()
     return pairs
-
-
-def _relocate(paths: pd.Series, root: Path, new_root: Path) -> pd.Series:
-    """Image paths relative to ``root`` rewritten relative to ``new_root`` (POSIX separators)."""
-    if root.resolve() == new_root.resolve():
-        return paths
-    return paths.map(lambda p: Path(os.path.relpath(root / p, new_root)).as_posix())
 
 
 def _summary(noise: dict, classes: list[str], out: Path) -> None:

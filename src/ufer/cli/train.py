@@ -1,4 +1,4 @@
-"""``ufer train``: forwards its arguments to the LightningCLI in ``ufer.engine.cli``."""
+"""``ufer train``: forwards its arguments to the LightningCLI in ``ufer.engine.lightning_cli``."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +12,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from ufer.engine.cli import main as cli_main
+    from ufer.engine.lightning_cli import main as cli_main
 
     return cli_main(argv)

@@ -19,7 +19,17 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ufer.data.dataset import ManifestDataset
 from ufer.data.manifest import Manifest, read_manifest
-from ufer.data.transforms import AugmentConfig, augment_batch, normalize, to_float
+from ufer.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    AugmentConfig,
+    augment_batch,
+    normalize,
+    to_float,
+)
+
+# FERMethod arguments that come from the data
+METHOD_SIZES = ("num_classes", "num_train", "num_aus", "has_va", "class_names")
 
 
 class FERDataModule(pl.LightningDataModule):
@@ -34,6 +44,10 @@ class FERDataModule(pl.LightningDataModule):
         seed: shuffling and augmentation seed.
         cache: decode all images once into memory (True/False/"auto").
         val_split, test_split: split names used for validation and test.
+
+    Attributes:
+        normalization: (mean, std) applied to every batch; the method being trained sets it
+            to its own (``FERMethod.setup``); ImageNet's until then.
     """
 
     def __init__(self, manifest: str, image_size: int | None = None, batch_size: int = 128,
@@ -49,6 +63,8 @@ class FERDataModule(pl.LightningDataModule):
         self.augment = augment if augment is not None else AugmentConfig()
         self.val_split, self.test_split = val_split, test_split
         self._sets: dict[str, ManifestDataset] = {}
+        self.normalization: tuple[tuple[float, ...], tuple[float, ...]] = (IMAGENET_MEAN,
+                                                                            IMAGENET_STD)
         self.save_hyperparameters({"manifest": self.manifest_path, "image_size": image_size,
                                    "batch_size": batch_size, "seed": seed,
                                    "augment": asdict(self.augment)})
@@ -73,6 +89,11 @@ class FERDataModule(pl.LightningDataModule):
     @property
     def has_va(self) -> bool:
         return self.manifest.has_va
+
+    def method_sizes(self) -> dict[str, Any]:
+        """What a method needs to size itself from this data: ``num_classes``, ``num_train``,
+        ``num_aus``, ``has_va``, ``class_names`` (the keys ``ufer train`` links)."""
+        return {name: getattr(self, name) for name in METHOD_SIZES}
 
     def dataset(self, split: str) -> ManifestDataset:
         """The dataset of one split, built once (on first use the image files are checked)."""
@@ -120,15 +141,18 @@ class FERDataModule(pl.LightningDataModule):
         return self.test_dataloader()
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict:
-        """uint8 images -> float in [0, 1] -> (augmented when training) -> normalised."""
+        """uint8 images -> float in [0, 1] -> (augmented when training) -> normalised with
+        ``self.normalization`` (the training-time form of ``transforms.preprocess``)."""
+        mean, std = self.normalization
         images = to_float(batch["image"])
         trainer = self._trainer if hasattr(self, "_trainer") else None
         if trainer is not None and trainer.training:
             generator = torch.Generator(device=images.device)
             generator.manual_seed(hash((self.seed, trainer.current_epoch,
                                         int(batch["index"][0]))) % (2**63))
-            images = augment_batch(images, self.augment, generator)
-        batch["image"] = normalize(images).contiguous(memory_format=torch.channels_last)
+            images = augment_batch(images, self.augment, generator, fill=mean)
+        batch["image"] = normalize(images, mean, std).contiguous(
+            memory_format=torch.channels_last)
         return batch
 
 

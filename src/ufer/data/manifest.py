@@ -7,6 +7,7 @@ value. Inside the package a :class:`Manifest` is trusted: its frame is typed and
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,6 +191,14 @@ def write_manifest(frame: pd.DataFrame, meta: dict[str, Any], path: str | Path) 
         raise ValueError(f"{path}: a manifest must end in .csv or .parquet")
     schema.sidecar_path(path).write_text(json.dumps(sidecar, indent=2) + "\n")
     return path
+
+
+def relocate_paths(paths: pd.Series, root: Path, new_root: Path) -> pd.Series:
+    """Image paths relative to folder ``root`` rewritten relative to ``new_root`` (POSIX
+    separators), for a manifest written into another folder than the one it came from."""
+    if root.resolve() == new_root.resolve():
+        return paths
+    return paths.map(lambda p: Path(os.path.relpath(root / p, new_root)).as_posix())
 
 
 def read_manifest(path: str | Path, *, check_images: bool = True) -> Manifest:

@@ -6,7 +6,9 @@
   T[i, j] = P(noisy = j | given = i); ``pairwise_matrix`` builds one from class pairs
   (fear -> surprise, disgust -> anger, ...), ``load_transition`` reads one from a file.
 - ``load_label_list``: EAC-style noisy lists (``<image name> <1-based label>`` per line).
-- ``apply_noise``: a noisy copy of a manifest's frame plus the sidecar entry describing it.
+- ``apply_noise``: a noisy copy of a manifest's frame plus the sidecar entry describing it;
+  ``write_noisy_manifest`` writes it as a new manifest (never over the input, never over an
+  existing table or sidecar unless asked).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ufer.data import schema
-from ufer.data.manifest import ROW, Manifest
+from ufer.data.manifest import ROW, Manifest, relocate_paths, write_manifest
 
 PROTOCOLS = ("symmetric", "pairwise", "matrix", "list")
 ROW_SUM_TOLERANCE = 1e-3
@@ -73,7 +75,7 @@ def symmetric_noise(labels: np.ndarray, num_classes: int, rate: float, seed: int
     n = len(labels)
     if exact:
         flip = np.zeros(n, dtype=bool)
-        flip[rng.choice(n, size=int(round(rate * n)), replace=False)] = True
+        flip[rng.choice(n, size=round(rate * n), replace=False)] = True
     else:
         flip = rng.random(n) < rate
     noisy = labels.astype(np.int64)
@@ -185,6 +187,19 @@ def load_transition(path: str | Path, num_classes: int | None = None) -> np.ndar
     else:
         raise ValueError(f"{path}: a transition matrix must be .npy or .csv")
     return validate_transition(matrix, num_classes, source=str(path))
+
+
+def scaled_transition(path: str | Path, num_classes: int, rate: float) -> np.ndarray:
+    """A transition-matrix file's flip pattern scaled to ``rate``: (1 - r) I + r Q, where Q
+    is the file's off-diagonal part with rows renormalised (rows without flips stay I).
+    What ``ufer bench --protocol FILE`` applies at each noise rate of its grid."""
+    t = load_transition(path, num_classes)
+    eye = np.eye(num_classes)
+    off = t * (1.0 - eye)
+    sums = off.sum(1, keepdims=True)
+    q = np.where(sums > 0, off / np.where(sums > 0, sums, 1.0), eye)
+    scaled = np.where(sums > 0, (1.0 - rate) * eye + rate * q, eye)
+    return validate_transition(scaled, num_classes, source=str(path))
 
 
 def load_label_list(path: str | Path) -> dict[str, int]:
@@ -309,3 +324,41 @@ def _noisy_labels(manifest: Manifest, chosen: np.ndarray, protocol: str, rate: f
     if transition is None:
         raise ValueError(f"noise protocol {protocol!r} needs a transition matrix")
     return matrix_noise(labels, validate_transition(transition, c), seed)
+
+
+def check_output(source: str | Path, out: str | Path, overwrite: bool = False) -> None:
+    """Refuse to write a derived manifest ``out`` over the input ``source`` (its table or its
+    sidecar), or over an existing table or sidecar without ``overwrite``."""
+    source, out = Path(source), Path(out)
+    if out.suffix not in (".csv", ".parquet"):
+        raise ValueError(f"{out}: a manifest must end in .csv or .parquet")
+    same_table = out.resolve() == source.resolve()
+    same_sidecar = schema.sidecar_path(out).resolve() == schema.sidecar_path(source).resolve()
+    if same_table or same_sidecar:
+        raise ValueError(f"{out} would overwrite the input manifest {source} (or its sidecar "
+                         f"{schema.sidecar_path(source)}); choose another name")
+    for existing in (out, schema.sidecar_path(out)):
+        if existing.exists() and not overwrite:
+            raise FileExistsError(f"{existing} exists; pass --overwrite to replace it")
+
+
+def write_noisy_manifest(manifest: Manifest, out: str | Path, *, overwrite: bool = False,
+                         **noise: Any) -> tuple[Path, dict[str, Any]]:
+    """``apply_noise(manifest, **noise)`` written as the NEW manifest ``out``.
+
+    Image paths are rewritten relative to ``out``'s folder; the sidecar records the noise and
+    its source. The table and sidecar are written under temporary names and renamed, the
+    table last, so an interrupted write never leaves a half manifest under ``out``.
+
+    Returns:
+        (``out``, the sidecar's ``noise`` entry).
+    """
+    out = Path(out)
+    check_output(manifest.path, out, overwrite)
+    frame, meta = apply_noise(manifest, **noise)
+    frame[schema.PATH] = relocate_paths(frame[schema.PATH], manifest.root, out.parent)
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    write_manifest(frame, {**meta, "noise_source": str(manifest.path)}, tmp)
+    schema.sidecar_path(tmp).replace(schema.sidecar_path(out))
+    tmp.replace(out)
+    return out, meta["noise"]

@@ -33,9 +33,9 @@ class AugmentConfig:
             the border is replicated.
         brightness, contrast, saturation: jitter strength s; the factor is drawn from
             U[1 - s, 1 + s].
-        erase: probability of erasing one rectangle (filled with the ImageNet mean colour,
-            which is 0 after normalisation, like torchvision's RandomErasing(value=0) after
-            Normalize).
+        erase: probability of erasing one rectangle (filled with the normalisation's mean
+            colour, which is 0 after normalisation, like torchvision's RandomErasing(value=0)
+            after Normalize).
         erase_area: range of the erased area as a fraction of the image.
     """
 
@@ -94,7 +94,18 @@ def normalize(images: Tensor, mean: Sequence[float] = IMAGENET_MEAN,
     return (images - mean_t) / std_t
 
 
-def augment_batch(images: Tensor, cfg: AugmentConfig, generator: torch.Generator) -> Tensor:
+def preprocess(images: Tensor, mean: Sequence[float] = IMAGENET_MEAN,
+               std: Sequence[float] = IMAGENET_STD) -> Tensor:
+    """uint8 RGB images (B, 3, H, W) or (3, H, W) -> the network's float input: scaled to
+    [0, 1], then ``(x - mean) / std`` per channel. The one preprocessing of evaluation,
+    reports and inference; training inserts its augmentation between the two steps.
+    ``mean``/``std`` are the method's (``FERMethod.normalization``, saved in checkpoints and
+    bundles)."""
+    return normalize(to_float(images), mean, std)
+
+
+def augment_batch(images: Tensor, cfg: AugmentConfig, generator: torch.Generator,
+                  fill: Sequence[float] = IMAGENET_MEAN) -> Tensor:
     """Randomly flip, shift, colour-jitter and erase a batch, vectorised over the batch.
 
     Args:
@@ -102,6 +113,7 @@ def augment_batch(images: Tensor, cfg: AugmentConfig, generator: torch.Generator
         cfg: what to apply and how strongly.
         generator: the only source of randomness (any device; numbers are moved to the
             images' device). The same generator state gives the same output.
+        fill: RGB colour in [0, 1] of erased rectangles (the normalisation's mean).
 
     Returns:
         A new float tensor (B, 3, H, W) in [0, 1]; ``images`` is not modified.
@@ -122,7 +134,7 @@ def augment_batch(images: Tensor, cfg: AugmentConfig, generator: torch.Generator
     if cfg.saturation > 0:
         out = _blend(out, _grey(out), _factor(out, cfg.saturation, generator))
     if cfg.erase > 0:
-        out = _erase(out, cfg.erase, cfg.erase_area, generator)
+        out = _erase(out, cfg.erase, cfg.erase_area, generator, fill)
     return out
 
 
@@ -167,8 +179,8 @@ def _blend(images: Tensor, base: Tensor, factor: Tensor) -> Tensor:
     return (base + factor * (images - base)).clamp(0, 1)
 
 
-def _erase(images: Tensor, p: float, area: tuple[float, float],
-           generator: torch.Generator) -> Tensor:
+def _erase(images: Tensor, p: float, area: tuple[float, float], generator: torch.Generator,
+           fill: Sequence[float]) -> Tensor:
     """Erase one random rectangle per chosen sample (mask built by broadcasting)."""
     b, _, h, w = images.shape
     u = _uniform(5 * b, generator, images).view(5, b)
@@ -185,5 +197,5 @@ def _erase(images: Tensor, p: float, area: tuple[float, float],
     inside_y = (ys >= top[:, None, None]) & (ys < (top + eh)[:, None, None])
     inside_x = (xs >= left[:, None, None]) & (xs < (left + ew)[:, None, None])
     mask = (inside_y & inside_x & chosen[:, None, None])[:, None]  # (B, 1, H, W)
-    fill = torch.tensor(IMAGENET_MEAN, dtype=images.dtype, device=images.device)
-    return torch.where(mask, fill[None, :, None, None], images)
+    colour = torch.tensor(fill, dtype=images.dtype, device=images.device)
+    return torch.where(mask, colour[None, :, None, None], images)

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ufer._registry import list_methods
-from ufer.data.manifest import read_manifest, write_manifest
-from ufer.data.noise import apply_noise
+from ufer.data.manifest import read_manifest
+from ufer.data.noise import write_noisy_manifest
 from ufer.data.synthetic import generate
 from ufer.engine.train import set_threads, train_method
 
@@ -24,9 +24,8 @@ def prepare_demo_data(out: Path, seed: int, rate: float) -> tuple[Path, Path]:
         generate(out, preset="demo", seed=seed)
     noisy = out / f"manifest_sym{round(100 * rate)}.csv"
     if not noisy.exists():
-        frame, meta = apply_noise(read_manifest(clean), protocol="symmetric", rate=rate,
-                                  seed=seed)
-        write_manifest(frame, meta, noisy)
+        write_noisy_manifest(read_manifest(clean), noisy, protocol="symmetric", rate=rate,
+                             seed=seed, overwrite=True)
     return clean, noisy
 
 

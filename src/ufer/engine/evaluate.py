@@ -8,23 +8,25 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from ufer import metrics
 from ufer.data.dataset import ManifestDataset
 from ufer.data.manifest import read_manifest
-from ufer.data.transforms import normalize, to_float
-from ufer.engine import metrics
+from ufer.data.transforms import preprocess
 from ufer.engine.plots import plot_confusion
-from ufer.methods.base import load_method
+from ufer.methods.base import Normalization, load_method
 from ufer.models.net import FERNet
 
 
 @torch.inference_mode()
-def predict_probs(net: FERNet, dataset: ManifestDataset, batch_size: int = 256) -> torch.Tensor:
-    """Softmax probabilities (N, C) of ``net`` on every item of ``dataset``, in order."""
+def predict_probs(net: FERNet, dataset: ManifestDataset, normalization: Normalization,
+                  batch_size: int = 256) -> torch.Tensor:
+    """Softmax probabilities (N, C) of ``net`` on every item of ``dataset``, in order, with the
+    inputs preprocessed by ``normalization`` = (mean, std) (the method's)."""
     net.eval()
     device = next(net.parameters()).device
     out = []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        images = normalize(to_float(batch["image"].to(device)))
+        images = preprocess(batch["image"].to(device), *normalization)
         out.append(net(images).softmax(dim=1).cpu())
     return torch.cat(out)
 
@@ -68,15 +70,15 @@ def evaluate(checkpoint: str | Path, manifest: str | Path, split: str = "test",
     ``image_size`` defaults to the size stored in the checkpoint's data settings, else
     the manifest's own images.
     """
-    method = load_method(checkpoint)
+    method, settings = load_method(checkpoint)
     data = read_manifest(manifest)
     names = list(method.hparams.class_names or data.classes)
     if len(names) != data.num_classes:
         raise ValueError(f"{checkpoint} predicts {len(names)} classes but {manifest} has "
                          f"{data.num_classes}")
-    image_size = image_size or method.data_hparams.get("image_size")
+    image_size = image_size or settings.get("image_size")
     dataset = ManifestDataset(data, split, image_size)
-    probs = predict_probs(method.net, dataset, batch_size)
+    probs = predict_probs(method.net, dataset, method.normalization, batch_size)
     result = summarize(probs, dataset.labels, names, dataset.clean_labels)
     result.update(checkpoint=str(checkpoint), manifest=str(manifest), split=split,
                   method=method.method_name)

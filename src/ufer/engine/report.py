@@ -4,18 +4,18 @@ Writes into ``RUN/report/``:
 
 - ``samples.csv``: one row per training sample: index, path, original / final / clean
   label (and class names), corrected, corrected_epoch, the final model's prediction,
-  ``label_quality`` in [0, 1] (LOWER = label more likely wrong; the method's confidence
-  alpha where it keeps one, else the final model's softmax probability of the given label)
+  ``label_quality`` in [0, 1] (LOWER = label more likely wrong, cleanlab's convention: 1 -
+  the method's ``sample_uncertainty()`` where it keeps one, e.g. alpha for SCN and MTAC,
+  else the final model's softmax probability of the given label)
   and ``is_label_issue`` (cleanlab's convention: the method corrected the label, or the
   final model still predicts another class than the final label);
 - ``corrections.png``: class-to-class counts of corrected labels (``LabelState.flow``);
 - ``uncertain.png`` / ``corrected.png``: contact sheets of the lowest-quality and of the
   corrected images, titled ``given->final``;
 - ``curves.png``: loss components, accuracies and label counts per epoch (metrics.csv);
-- ``summary.json``: the counts printed by ``format_summary``; for MTAC / ULC-AG also
-  ``templates``: how well the AU branch, memory templates and alpha work on the training
-  split, next to a probe AU head refitted on the frozen features
-  (``ufer.engine.diagnose.template_diagnostics``).
+- ``summary.json``: the counts printed by ``format_summary`` and the method's own
+  ``diagnostics()`` (MTAC / ULC-AG: how well the AU branch, memory templates and alpha work
+  on the training split, next to a probe AU head refitted on the frozen features).
 """
 from __future__ import annotations
 
@@ -25,64 +25,49 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ufer.data.dataset import ManifestDataset
 from ufer.data.manifest import read_manifest
-from ufer.engine.diagnose import format_diagnostics, template_diagnostics
 from ufer.engine.evaluate import predict_probs
 from ufer.engine.plots import contact_sheet
 from ufer.engine.report_plots import correction_matrix, epoch_table, training_curves
 from ufer.methods.base import FERMethod, load_method
 
 
-def method_confidence(method: FERMethod) -> np.ndarray | None:
-    """The method's per-sample confidence (N,) in [0, 1] with NaN where unknown, or None.
+def label_uncertainty(method: FERMethod, probs: np.ndarray, given: np.ndarray
+                      ) -> tuple[np.ndarray, str]:
+    """(uncertainty (N,) in [0, 1], higher = label more likely wrong; what it is).
 
-    Read from a ``confidence`` buffer of shape (N,) (SCN's alpha, MTAC's alpha); negative
-    values mean "not seen yet".
+    The method's own ``sample_uncertainty()`` where it keeps one (samples it never saw fall
+    back to the next line), else 1 - the final model's softmax probability (N, C) of the
+    given label (N,).
     """
-    conf = getattr(method, "confidence", None)
-    n = method.labels.original.numel()
-    if not isinstance(conf, torch.Tensor) or conf.shape != (n,):
-        return None
-    values = conf.detach().float().cpu().numpy().copy()
-    values[~(values >= 0)] = np.nan
-    return values
-
-
-def label_quality(method: FERMethod, probs: np.ndarray, given: np.ndarray
-                  ) -> tuple[np.ndarray, str]:
-    """(quality (N,) in [0, 1], lower = more likely wrong; where it comes from).
-
-    The method's confidence alpha where it has one (samples it never saw fall back to the
-    probability), else the final model's softmax probability of the given label.
-    """
-    p_given = probs[np.arange(len(given)), given]
-    conf = method_confidence(method)
-    if conf is None:
-        return p_given, "p(given label)"
-    return np.where(np.isnan(conf), p_given, conf), "alpha (confidence)"
+    p_wrong = 1.0 - probs[np.arange(len(given)), given]
+    own = method.sample_uncertainty()
+    if own is None:
+        return p_wrong, "1 - p(given label)"
+    values = own.detach().float().cpu().numpy()
+    return np.where(np.isnan(values), p_wrong, values), method.uncertainty_name
 
 
 def training_probs(method: FERMethod, manifest: str | Path, image_size: int | None = None,
                    batch_size: int = 256) -> tuple[ManifestDataset, np.ndarray]:
     """(training split dataset, final-model softmax probabilities (N, C)) without augmentation."""
     dataset = ManifestDataset(read_manifest(manifest), "train", image_size)
-    if len(dataset) != method.labels.original.numel():
+    if len(dataset) != method.samples.num_samples:
         raise ValueError(f"{manifest} has {len(dataset)} training samples but the run's label "
-                         f"state holds {method.labels.original.numel()}; is it the run's manifest?")
-    return dataset, predict_probs(method.net, dataset, batch_size).numpy()
+                         f"state holds {method.samples.num_samples}; is it the run's manifest?")
+    return dataset, predict_probs(method.net, dataset, method.normalization, batch_size).numpy()
 
 
 def sample_table(method: FERMethod, dataset: ManifestDataset, probs: np.ndarray) -> pd.DataFrame:
     """One row per training sample (see the module docstring)."""
     names = list(method.hparams.class_names or dataset.classes)
-    lab = method.labels
+    lab = method.samples
     original = lab.original.cpu().numpy()
     final = lab.current.cpu().numpy()
     clean = lab.clean.cpu().numpy()
-    quality, _ = label_quality(method, probs, original)
+    uncertainty, _ = label_uncertainty(method, probs, original)
     pred = probs.argmax(1)
     corrected = final != original
     table = pd.DataFrame({
@@ -98,7 +83,7 @@ def sample_table(method: FERMethod, dataset: ManifestDataset, probs: np.ndarray)
     table["corrected_epoch"] = lab.corrected_epoch.cpu().numpy()
     table["predicted_label"] = pred
     table["predicted_prob"] = probs.max(1)
-    table["label_quality"] = np.clip(quality, 0.0, 1.0)
+    table["label_quality"] = np.clip(1.0 - uncertainty, 0.0, 1.0)
     table["is_label_issue"] = corrected | (pred != final)
     return table
 
@@ -139,8 +124,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None,
         top: images per contact sheet.
     """
     run_dir = Path(run_dir)
-    method = load_method(run_dir / "checkpoints" / "last.ckpt")
-    manifest = manifest or method.data_hparams.get("manifest")
+    method, data = load_method(run_dir / "checkpoints" / "last.ckpt")
+    manifest = manifest or data.get("manifest")
     if not manifest:
         raise ValueError(f"{run_dir}: the checkpoint records no manifest; pass --manifest")
     if not Path(manifest).is_file():
@@ -148,12 +133,12 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None,
                                 "not found; pass --manifest")
     out = Path(out_dir) if out_dir else run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
-    dataset, probs = training_probs(method, manifest, method.data_hparams.get("image_size"))
+    dataset, probs = training_probs(method, manifest, data.get("image_size"))
     table = sample_table(method, dataset, probs)
     table.to_csv(out / "samples.csv", index=False)
     names = list(method.hparams.class_names or dataset.classes)
-    counts = method.labels.summary()
-    correction_matrix(method.labels.flow(len(names)).cpu().numpy(), names,
+    counts = method.samples.summary()
+    correction_matrix(method.samples.flow(len(names)).cpu().numpy(), names,
                       out / "corrections.png", title=f"{method.method_name}: corrections")
     uncertain = table.sort_values("label_quality", kind="stable").index.to_numpy()[:top]
     corrected = table.index[table.corrected].to_numpy()[:top]
@@ -166,18 +151,21 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None,
     if (run_dir / "metrics.csv").is_file():
         written.append(training_curves(run_dir / "metrics.csv", out / "curves.png",
                                        title=method.method_name))
-    _, source = label_quality(method, probs, table.original_label.to_numpy())
+    _, source = label_uncertainty(method, probs, table.original_label.to_numpy())
     summary = {"run": str(run_dir), "method": method.method_name, "manifest": str(manifest),
                "samples": len(table), "corrected": int(table.corrected.sum()),
-               "label_issues": int(table.is_label_issue.sum()), "label_quality": source,
+               "label_issues": int(table.is_label_issue.sum()),
+               "label_quality": source.removeprefix("1 - ") if source.startswith("1 - ")
+               else f"1 - {source}",
                "logged_corrected": last_logged(run_dir, "labels/corrected"),
                "labels": counts, "files": [str(p) for p in written]}
     if "clean_label" in table:
         wrong = table.original_label != table.clean_label
         summary["wrong_given"] = int(wrong.sum())
         summary["issues_that_are_wrong"] = int((table.is_label_issue & wrong).sum())
-    if getattr(method, "au_head", None) is not None:
-        summary["templates"] = template_diagnostics(method, dataset, probe_steps=600)
+    diagnostics = method.diagnostics(dataset)
+    if diagnostics:
+        summary["diagnostics"] = diagnostics
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -195,8 +183,15 @@ def format_summary(summary: dict[str, Any]) -> str:
                      f"{summary['issues_that_are_wrong']} of the issues are wrong labels; "
                      f"{int(lab.get('corrected_right', 0))} corrections right; "
                      f"{int(lab.get('noisy_left', 0))} wrong labels left")
-    if "templates" in summary:
-        lines.append("  templates: " + format_diagnostics(summary["templates"]))
+    if "diagnostics" in summary:
+        lines.append("  diagnostics: " + format_numbers(summary["diagnostics"]))
     lines.append(f"  written: {Path(summary['files'][0]).parent}/ "
                  + ", ".join(Path(p).name for p in summary["files"]))
     return "\n".join(lines)
+
+
+def format_numbers(values: dict[str, Any], digits: int = 3) -> str:
+    """``key value`` pairs of a flat dict on one line (None as '-'), e.g. a method's
+    ``diagnostics``."""
+    return ", ".join(f"{k} {'-' if v is None else f'{v:.{digits}g}' if isinstance(v, float) else v}"
+                     for k, v in values.items())

@@ -18,6 +18,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ufer.metrics import auroc, roc_curve
+
 
 def _save(fig: plt.Figure, out_png: str | Path) -> Path:
     out_png = Path(out_png)
@@ -26,31 +28,6 @@ def _save(fig: plt.Figure, out_png: str | Path) -> Path:
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
     return out_png
-
-
-def roc_curve(scores: np.ndarray, positives: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(false positive rates, true positive rates) of thresholding ``scores`` (higher =
-    more likely positive), one point per distinct score, from (0, 0) to (1, 1)."""
-    scores, positives = np.asarray(scores, float), np.asarray(positives, bool)
-    order = np.argsort(-scores, kind="stable")
-    s, p = scores[order], positives[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tp, fp = np.cumsum(p)[last_of_tie], np.cumsum(~p)[last_of_tie]
-    tpr = np.r_[0.0, tp / max(p.sum(), 1)]
-    fpr = np.r_[0.0, fp / max((~p).sum(), 1)]
-    return fpr, tpr
-
-
-def _area(fpr: np.ndarray, tpr: np.ndarray) -> float:
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
-
-
-def auroc(scores: np.ndarray, positives: np.ndarray) -> float:
-    """Area under the ROC curve (ties count one half); NaN when a class is absent."""
-    positives = np.asarray(positives, bool)
-    if positives.all() or not positives.any():
-        return float("nan")
-    return _area(*roc_curve(scores, positives))
 
 
 def accuracy_vs_noise(table: Mapping[str, Mapping[float, Sequence[float]]], out_png: str | Path,
@@ -98,7 +75,7 @@ def detection_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], out_png: 
     fig, ax = plt.subplots(figsize=(4.8, 4.5))
     for name, (scores, positives) in curves.items():
         fpr, tpr = roc_curve(scores, positives)
-        ax.plot(fpr, tpr, label=f"{name} (AUROC {_area(fpr, tpr):.3f})")
+        ax.plot(fpr, tpr, label=f"{name} (AUROC {auroc(scores, positives):.3f})")
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title,
            xlim=(0, 1), ylim=(0, 1))

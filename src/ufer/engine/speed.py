@@ -67,14 +67,8 @@ class _Stepper:
 
     def __init__(self, name: str, dm: FERDataModule, backbone: str, device: torch.device):
         self.name = name
-        self.method = create_method(name, backbone=backbone, num_classes=dm.num_classes,
-                                    num_train=dm.num_train, num_aus=dm.num_aus,
-                                    has_va=dm.has_va, class_names=dm.class_names).to(device)
-        train = dm.train_set
-        self.method.labels.reset(train.labels.to(device),
-                                 None if train.clean_labels is None else
-                                 train.clean_labels.to(device))
-        self.method.setup_from_data(dm)
+        self.method = create_method(name, backbone=backbone, **dm.method_sizes()).to(device)
+        self.method.prepare_state(dm)
         self.method.train()
         self.optimizer = torch.optim.SGD([g for g in self.method.param_groups() if g["params"]],
                                          lr=1e-3, momentum=0.9)
@@ -88,8 +82,7 @@ class _Stepper:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        with torch.no_grad():
-            self.method.update_state(batch, {k: v.detach() for k, v in out.items()})
+        self.method.apply_state_update(batch, out)
 
     def params(self) -> tuple[int, int]:
         total = sum(p.numel() for p in self.method.parameters())
@@ -156,7 +149,7 @@ def run_speed(methods: list[str] | None = None, backbone: str = "fer_resnet_smal
                 s.step(batch)
             _sync(device)
             s.peak_mib = _peak_mib(device) if can_reset else float("nan")
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 (a failing method is a table row)
             s.error = f"{type(err).__name__}: {err}"
     per_round = max(1, steps // rounds)
     for _ in range(rounds):

@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from ufer.data.datamodule import FERDataModule
+from ufer.engine.callbacks import EpochLine, LabelFlowWriter
 from ufer.methods.base import FERMethod
 
 log = logging.getLogger(__name__)
@@ -36,31 +37,14 @@ def interactive() -> bool:
     return sys.stdout.isatty() and not os.environ.get("CI")
 
 
-class EpochLine(Callback):
-    """One plain line per epoch (used instead of progress bars when nobody watches)."""
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.global_rank != 0:
-            return
-        m = trainer.callback_metrics
-        parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}",
-                 f"{time.perf_counter() - self._start:.1f}s"]
-        for key in ("train/loss", "train/acc", "val/acc", "labels/corrected"):
-            if key in m:
-                parts.append(f"{key} {float(m[key]):.4g}")
-        print("  " + "  ".join(parts), flush=True)
-
-
 def trainer_kwargs(run_dir: str | Path, max_epochs: int, *, progress: bool | None = None,
                    checkpoints: bool = True, extra_callbacks: list[Callback] | None = None,
                    **overrides: Any) -> dict[str, Any]:
     """Keyword arguments for ``pl.Trainer``: loggers, checkpoints and output for one run."""
     run_dir = Path(run_dir)
     progress = interactive() if progress is None else progress
-    callbacks: list[Callback] = list(extra_callbacks or []) + ([] if progress else [EpochLine()])
+    callbacks: list[Callback] = list(extra_callbacks or []) + [LabelFlowWriter(run_dir)]
+    callbacks += [] if progress else [EpochLine()]
     if checkpoints:
         callbacks += [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
                                       monitor="val/acc", mode="max", save_top_k=1,
@@ -98,7 +82,7 @@ def fit(method: FERMethod, datamodule: FERDataModule, run_dir: str | Path, max_e
     result: dict[str, Any] = {"method": method.method_name, "run_dir": str(run_dir),
                               "seconds": seconds, "epochs": trainer.current_epoch,
                               "images_per_second": datamodule.num_train * max_epochs / seconds,
-                              "labels": method.labels.summary()}
+                              "labels": method.samples.summary()}
     if test and trainer.global_rank == 0:
         metrics = trainer.test(method, datamodule=datamodule, verbose=False)[0]
         result["test"] = {k.removeprefix("test/"): float(v) for k, v in metrics.items()}
@@ -119,8 +103,6 @@ def train_method(manifest: str | Path, method: str, run_dir: str | Path, max_epo
     from ufer._registry import create_method
 
     dm = FERDataModule(str(manifest), seed=seed, **(data_kwargs or {}))
-    sizes = {"num_classes": dm.num_classes, "num_train": dm.num_train, "num_aus": dm.num_aus,
-             "has_va": dm.has_va, "class_names": dm.class_names}
     pl.seed_everything(seed, workers=True, verbose=False)
-    model = create_method(method, **{**sizes, **(method_kwargs or {})})
+    model = create_method(method, **{**dm.method_sizes(), **(method_kwargs or {})})
     return fit(model, dm, run_dir, max_epochs, seed=seed, **overrides)

@@ -14,7 +14,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import ufer
-from ufer.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ufer.methods.base import FERMethod, load_method
 from ufer.models.net import FERNet
 
@@ -22,9 +21,10 @@ from ufer.models.net import FERNet
 def bundle_meta(method: FERMethod, image_size: int | None) -> dict[str, Any]:
     """What a user of the exported network needs to preprocess and read its outputs."""
     hp = method.hparams
+    mean, std = method.normalization
     return {"backbone": hp.backbone, "num_classes": hp.num_classes,
             "class_names": list(hp.class_names or []), "image_size": image_size,
-            "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "input": "RGB, NCHW",
+            "mean": list(mean), "std": list(std), "input": "RGB, NCHW",
             "method": method.method_name, "ufer_version": ufer.__version__}
 
 
@@ -35,8 +35,8 @@ def export_bundle(source: FERMethod | str | Path, out_dir: str | Path,
     ``source`` is a method or a checkpoint path; ``image_size`` defaults to the training
     data's size recorded in the checkpoint.
     """
-    method = load_method(source) if isinstance(source, (str, Path)) else source
-    image_size = image_size or getattr(method, "data_hparams", {}).get("image_size")
+    method, data = load_method(source) if isinstance(source, (str, Path)) else (source, {})
+    image_size = image_size or data.get("image_size")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in method.net.state_dict().items()}
@@ -62,7 +62,7 @@ def export_onnx(source: FERMethod | str | Path, path: str | Path, image_size: in
     ``logits``); needs ``pip install ufer[export]``."""
     if any(importlib.util.find_spec(name) is None for name in ("onnx", "onnxscript")):
         raise ImportError("ONNX export needs the export extra: pip install 'ufer[export]'")
-    method = load_method(source) if isinstance(source, (str, Path)) else source
+    method = load_method(source)[0] if isinstance(source, (str, Path)) else source
     net = method.net.eval().cpu()
     example = torch.randn(2, 3, image_size, image_size)
     program = torch.onnx.export(net, (example,), dynamo=True, input_names=["image"],

@@ -57,9 +57,17 @@ def class_balanced_ccc_loss(
         eps: CCC denominator epsilon.
 
     Returns:
-        Scalar >= 0 (<= 2 sum_j w_j); 0, still attached to ``va_pred``, when no class has
-        2 samples with VA.
+        Scalar float32 >= 0 (<= 2 sum_j w_j); 0, still attached to ``va_pred``, when no class
+        has 2 samples with VA. The moments are computed in float32 with autocast off (a bf16
+        variance of a small VA spread is mostly rounding).
     """
+    with torch.autocast(va_pred.device.type, enabled=False):
+        return _class_balanced_ccc_fp32(va_pred.float(), va.float(), va_mask, labels,
+                                        num_classes, weights, eps)
+
+
+def _class_balanced_ccc_fp32(va_pred: Tensor, va: Tensor, va_mask: Tensor, labels: Tensor,
+                             num_classes: int, weights: Tensor | None, eps: float) -> Tensor:
     keep = va_mask.unsqueeze(1)
     pred = torch.where(keep, va_pred, torch.zeros_like(va_pred))  # (N, 2)
     target = torch.where(keep, va, torch.zeros_like(va))  # (N, 2)

@@ -12,19 +12,19 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def class_weights(labels: Tensor, num_classes: int) -> Tensor:
+def class_weights(counts: Tensor) -> Tensor:
     """Class-oriented weights gamma_j = 1 - N_j / N of one batch (MTAC eq 4 / ULC-AG eq 2).
 
     Args:
-        labels: (N,) int64 class indices in [0, num_classes).
-        num_classes: C.
+        counts: (C,) N_j, samples of class j in the batch (summed over processes when the
+            batch is split across them), e.g. ``torch.bincount(labels, minlength=C)``.
 
     Returns:
         (C,) float weights in [0, 1]; a class absent from the batch gets 1. An empty
         batch gives all ones.
     """
-    counts = torch.bincount(labels, minlength=num_classes).to(torch.get_default_dtype())
-    return 1.0 - counts / max(labels.numel(), 1)
+    counts = counts.to(torch.get_default_dtype())
+    return 1.0 - counts / counts.sum().clamp(min=1.0)
 
 
 def confidence_weighted_ce(
@@ -33,7 +33,7 @@ def confidence_weighted_ce(
     """Cross-entropy with the confidence scaling the logits inside the softmax.
 
     L_wce = mean_i CE(alpha_i * scale_i * z_i, y_i): MTAC eq 2 and SCN with ``scale=None``;
-    ULC-AG eq 3 with ``scale = class_weights(labels, C)[labels]`` (gamma_{y_i}).
+    ULC-AG eq 3 with ``scale = class_weights(counts)[labels]`` (gamma_{y_i}).
     Gradient flows into ``confidence``: this loss is what trains alpha.
 
     Args:

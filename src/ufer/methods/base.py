@@ -1,19 +1,26 @@
 """FERMethod: the LightningModule every method subclasses.
 
-It owns the inference network (``self.net``, a ``FERNet``), the per-sample label state,
-metrics, optimizer and schedule. Validation, test and predict use ``self.net`` only, so
-auxiliary branches never touch inference. A method adds heads and implements:
+It owns the inference network (``self.net``, a ``FERNet``), the per-sample store
+(``self.samples``: labels plus whatever per-sample fields a method adds), metrics, the
+optimizer and schedule. Validation, test and predict use ``self.net`` only, so auxiliary
+branches never touch inference. A method adds heads and implements:
 
     forward_train(batch) -> dict of tensors     # every branch's outputs
     training_losses(batch, out) -> dict         # {"loss": total, "<component>": ...}
-    update_state(batch, out)                    # optional, no-grad per-sample updates
+    update_state(batch, out)                    # optional per-sample updates (no grad, fp32)
+
+and tells the engine what it knows only through three hooks:
+
+    sample_uncertainty() -> (N,) or None        # higher = label more likely wrong, NaN = unseen
+    label_distribution() -> (N, C) or None      # soft training targets (LDLVA)
+    diagnostics(train_set) -> dict              # method-specific checks for ``ufer report``
 
 The base's own ``training_losses`` is plain cross-entropy: the baseline.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -21,11 +28,17 @@ from torch import Tensor
 from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
-from ufer.methods.state import LabelState
+from ufer.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ufer.methods.state import LabelState, ddp_ignored
+from ufer.metrics import auroc
 from ufer.models.net import FERNet
 
 Batch = dict[str, Tensor]
+Normalization = tuple[tuple[float, ...], tuple[float, ...]]
 CKPT_KEY = "ufer"
+# Layout of the per-sample store in checkpoints; 1 = before SampleState (``labels.*``,
+# ``confidence`` with -1 for unseen samples), mapped on load.
+STATE_FORMAT = 2
 
 
 class FERMethod(pl.LightningModule):
@@ -39,6 +52,10 @@ class FERMethod(pl.LightningModule):
         has_va: whether the data has valence/arousal; linked from the data.
         class_names: class names in label order; linked from the data.
         pretrained_path: local backbone weights (never downloaded).
+        input_mean, input_std: per-channel input normalisation; None = the backbone's own
+            (timm's pretrained config; ImageNet's for architectures without one). Set them
+            for user weights trained with other statistics. Recorded in checkpoints and
+            bundles; the data module and every inference path use the method's values.
         optimizer: ``sgd`` (momentum, Nesterov) | ``adam`` | ``adamw``.
         lr, weight_decay, momentum: optimizer settings of the network's parameters.
         scheduler: ``onecycle`` | ``cosine`` (per step) | ``multistep`` | ``exponential``
@@ -48,10 +65,13 @@ class FERMethod(pl.LightningModule):
     """
 
     method_name = "base"
+    #: what ``sample_uncertainty`` is, for tables ("1 - alpha", "lambda", ...)
+    uncertainty_name: ClassVar[str] = ""
 
     def __init__(self, backbone: str = "fer_resnet_small", num_classes: int = 7,
                  num_train: int = 0, num_aus: int = 0, has_va: bool = False,
                  class_names: list[str] | None = None, pretrained_path: str | None = None,
+                 input_mean: list[float] | None = None, input_std: list[float] | None = None,
                  optimizer: Literal["sgd", "adam", "adamw"] = "sgd", lr: float = 0.05,
                  weight_decay: float = 1e-4, momentum: float = 0.9,
                  scheduler: Literal["onecycle", "cosine", "multistep", "exponential", "none"]
@@ -60,7 +80,9 @@ class FERMethod(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.net = FERNet(backbone, num_classes, pretrained_path)
-        self.labels = LabelState(num_train)
+        mean, std = self.net.backbone.normalization
+        self.normalization: Normalization = (tuple(input_mean or mean), tuple(input_std or std))
+        self.samples = LabelState(num_train)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_mean_acc = MulticlassAccuracy(num_classes, average="macro")
@@ -81,11 +103,16 @@ class FERMethod(pl.LightningModule):
         return {"loss": F.cross_entropy(out["logits"], self.targets(batch))}
 
     def update_state(self, batch: Batch, out: dict[str, Tensor]) -> None:
-        """Per-sample state updates after the loss (no grad); default: none."""
+        """Per-sample state updates after the loss; default: none.
+
+        Runs without gradient and with autocast off; ``out`` holds the detached outputs
+        cast to float32, so cosines, rankings and means are computed in full precision
+        (bf16's spacing near cos = 1 would make nearest-template decisions rounding noise).
+        """
 
     def targets(self, batch: Batch) -> Tensor:
         """Current (possibly corrected) labels of the batch (B,)."""
-        return self.labels[batch["index"]]
+        return self.samples[batch["index"]]
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         out = self.forward_train(batch)
@@ -96,26 +123,75 @@ class FERMethod(pl.LightningModule):
                      batch_size=size, prog_bar=name == "loss")
         self.train_acc(out["logits"].detach(), self.targets(batch))
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=size)
-        with torch.no_grad():
-            self.update_state(batch, {k: v.detach() for k, v in out.items()})
+        self.apply_state_update(batch, out)
         return losses["loss"]
+
+    def apply_state_update(self, batch: Batch, out: dict[str, Tensor]) -> None:
+        """``update_state`` as every training step runs it: no gradient, autocast off, the
+        outputs detached and cast to float32."""
+        with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
+            self.update_state(batch, {k: v.detach().float() for k, v in out.items()})
+
+    # ----------------------------------------------------------------- hooks for the engine
+    @property
+    def relabels(self) -> bool:
+        """True when this method (as configured) changes training labels; the engine then
+        writes its label flow (``label_flow.json``)."""
+        return False
+
+    def sample_uncertainty(self) -> Tensor | None:
+        """Per training sample (N,), higher = label more likely wrong, NaN = not seen yet;
+        None for methods without such a score (the engine then uses the final model's
+        probability of the given label)."""
+        return None
+
+    def label_distribution(self) -> Tensor | None:
+        """Soft training targets (N, C) for methods that learn label distributions; None for
+        methods that train on hard labels (``self.samples.current``)."""
+        return None
+
+    def diagnostics(self, train_set: Any) -> dict[str, Any]:
+        """Method-specific checks on the (un-augmented) training split for ``ufer report``:
+        a flat dict of numbers (None where undefined); default none."""
+        return {}
 
     # ----------------------------------------------------------------- per-sample state
     def setup(self, stage: str) -> None:
-        """Fill the label state from the training split (a resumed run then loads its own)."""
+        """Hand the data module this method's normalisation; at fit, fill the per-sample store
+        from the training split (a resumed run then loads its own) and keep it out of DDP's
+        buffer broadcast."""
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if stage == "fit" and dm is not None:
-            train = dm.train_set
-            self.labels.reset(train.labels.to(self.device),
-                              None if train.clean_labels is None else train.clean_labels.to(self.device))
-            self.setup_from_data(dm)
+        if dm is None:
+            return
+        dm.normalization = self.normalization
+        if stage == "fit":
+            self.prepare_state(dm)
+            self._ddp_params_and_buffers_to_ignore = ddp_ignored(self)
+
+    def prepare_state(self, datamodule: Any) -> None:
+        """Fill the per-sample store from ``datamodule``'s training split and compute the
+        method's statistics of it (``setup_from_data``); used by fit and by ``bench --speed``."""
+        train = datamodule.train_set
+        self.samples.capacity = datamodule.batch_size
+        self.samples.reset(train.labels.to(self.device),
+                           None if train.clean_labels is None else
+                           train.clean_labels.to(self.device))
+        self.setup_from_data(datamodule)
 
     def setup_from_data(self, datamodule: Any) -> None:
         """Hook for statistics of the training split (e.g. MTAC's AU graph); default none."""
 
     def on_train_epoch_end(self) -> None:
-        for name, value in self.labels.summary().items():
+        """Log the label counts, this epoch's corrections and, where the truth is known, how
+        well ``sample_uncertainty`` ranks the wrong given labels."""
+        samples, epoch = self.samples, self.current_epoch
+        stats = {**samples.summary(),
+                 "corrected_this_epoch": float((samples.corrected_epoch == epoch).sum())}
+        for name, value in stats.items():
             self.log(f"labels/{name}", value, on_step=False, on_epoch=True, sync_dist=False)
+        for name, value in uncertainty_stats(self.sample_uncertainty(), samples).items():
+            self.log(f"uncertainty/{name}", value, on_step=False, on_epoch=True,
+                     sync_dist=False)
 
     # ----------------------------------------------------------------- evaluation
     def _eval_step(self, batch: Batch, prefix: str) -> None:
@@ -180,15 +256,51 @@ class FERMethod(pl.LightningModule):
 
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        mean, std = self.normalization
         checkpoint[CKPT_KEY] = {"method": self.method_name, "backbone": self.hparams.backbone,
-                                "class_names": list(self.hparams.class_names or [])}
+                                "class_names": list(self.hparams.class_names or []),
+                                "normalization": {"mean": list(mean), "std": list(std)},
+                                "state_format": STATE_FORMAT}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        written_by = checkpoint.get(CKPT_KEY, {}).get("method")
+        info = checkpoint.get(CKPT_KEY, {})
+        written_by = info.get("method")
         if written_by != self.method_name:
             raise ValueError(f"this checkpoint was written by method {written_by!r}, not "
                              f"{self.method_name!r}; load it with that method (ufer evaluate "
                              "reads the method from the checkpoint)")
+        # checkpoints from before normalisation was recorded were trained with ImageNet's
+        norm = info.get("normalization", {"mean": IMAGENET_MEAN, "std": IMAGENET_STD})
+        self.normalization = (tuple(norm["mean"]), tuple(norm["std"]))
+        if info.get("state_format", 1) < STATE_FORMAT:
+            upgrade_state_dict(checkpoint["state_dict"])
+
+
+def uncertainty_stats(uncertainty: Tensor | None, samples: LabelState) -> dict[str, float]:
+    """AUROC of ``uncertainty`` (N,) for the wrong given labels, and its mean over wrong and
+    right labels, over the samples seen so far (not NaN) whose truth is known; {} when there
+    is no score, no truth, or only one kind of label."""
+    if uncertainty is None:
+        return {}
+    known = (samples.clean >= 0) & ~torch.isnan(uncertainty)
+    wrong = samples.wrong_given()[known].cpu().numpy()
+    scores = uncertainty[known].float().cpu().numpy()
+    value = auroc(scores, wrong)
+    if value is None:
+        return {}
+    return {"auroc_wrong": value, "mean_wrong": float(scores[wrong].mean()),
+            "mean_right": float(scores[~wrong].mean())}
+
+
+def upgrade_state_dict(state: dict[str, Tensor]) -> None:
+    """Map a format-1 state dict (before ``SampleState``) onto today's names, in place:
+    ``labels.<field>`` -> ``samples.<field>``; the (N,) ``confidence`` buffer (-1 = unseen)
+    -> ``samples.confidence`` (NaN = unseen)."""
+    for key in [k for k in state if k.startswith("labels.")]:
+        state["samples." + key.removeprefix("labels.")] = state.pop(key)
+    if "confidence" in state:
+        conf = state.pop("confidence").float()
+        state["samples.confidence"] = conf.masked_fill(conf < 0, float("nan"))
 
 
 def decayed_groups(params: Any, lr: float, weight_decay: float) -> list[dict[str, Any]]:
@@ -209,8 +321,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def load_method(path: str | Path, map_location: str = "cpu") -> FERMethod:
-    """Rebuild the method that wrote checkpoint ``path`` and load its weights and state."""
+def load_method(path: str | Path, map_location: str = "cpu") -> tuple[FERMethod, dict[str, Any]]:
+    """Rebuild the method that wrote checkpoint ``path`` with its weights and state.
+
+    Returns:
+        (method in eval mode, the data settings it was trained with: ``manifest``,
+        ``image_size``, ``batch_size``, ``seed``, ``augment`` — empty for checkpoints
+        written without a data module).
+    """
     from ufer._registry import method_class
 
     ckpt = read_checkpoint(path)
@@ -219,6 +337,4 @@ def load_method(path: str | Path, map_location: str = "cpu") -> FERMethod:
     method = cls(**{k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")})
     method.on_load_checkpoint(ckpt)
     method.load_state_dict(ckpt["state_dict"])
-    method.data_hparams = dict(ckpt.get("datamodule_hyper_parameters", {}))
-    return method.to(map_location).eval()
-
+    return method.to(map_location).eval(), dict(ckpt.get("datamodule_hyper_parameters", {}))

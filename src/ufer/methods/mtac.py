@@ -22,7 +22,6 @@ template_from="high", au_grad_to_backbone=True, loss_form="ulcag"``
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Literal
@@ -31,7 +30,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics.functional.classification import binary_auroc
 
 from ufer._registry import register_method
 from ufer.losses.au import weighted_au_bce
@@ -45,7 +43,7 @@ from ufer.losses.classification import rank_regularization as rank_regularizatio
 from ufer.methods.base import Batch, FERMethod, decayed_groups
 from ufer.methods.relabel import batch_centers, relabel_nearest_template, update_templates
 from ufer.methods.schedules import ramp_lambda1, ramp_lambda2, template_weight
-from ufer.methods.state import all_reduce_sum, is_distributed, scatter_gathered
+from ufer.methods.state import all_reduce_sum, unused_parameters_term
 from ufer.models.au_graph import (
     AUGraphHead,
     au_cooccurrence_graph,
@@ -115,6 +113,8 @@ class MTAC(FERMethod):
         **kwargs: the ``FERMethod`` arguments (backbone, sizes, optimizer, schedule).
     """
 
+    uncertainty_name = "1 - alpha"
+
     def __init__(self, gamma: Literal["none", "target", "va", "auto"] = "auto",
                  target_branch: bool = True, rank_regularization: bool = False,
                  high_fraction: float = 0.8, rank_margin: float = 0.15,
@@ -172,7 +172,7 @@ class MTAC(FERMethod):
         self.register_buffer("templates", torch.zeros(num_classes, num_aus))
         self.register_buffer("template_initialized", torch.zeros(num_classes, dtype=torch.bool))
         self.register_buffer("template_step", torch.zeros((), dtype=torch.long))
-        self.register_buffer("confidence", torch.full((hp.num_train,), -1.0))
+        self.samples.add("confidence")  # latest alpha per training sample, NaN = unseen
         self._h: int | None = None  # Python mirror of template_step (no device sync per step)
 
     # ----------------------------------------------------------------- data statistics
@@ -211,11 +211,7 @@ class MTAC(FERMethod):
 
     def batch_gamma(self, labels: Tensor) -> Tensor:
         """gamma_j = 1 - N_j / N over the batch (all processes' batches together), (C,)."""
-        num_classes = self.hparams.num_classes
-        if not is_distributed():
-            return class_weights(labels, num_classes)
-        counts = all_reduce_sum(torch.bincount(labels, minlength=num_classes).float())
-        return 1.0 - counts / counts.sum().clamp(min=1.0)
+        return class_weights(all_reduce_sum(torch.bincount(labels, minlength=self.hparams.num_classes)))
 
     def training_losses(self, batch: Batch, out: dict[str, Tensor]) -> dict[str, Tensor]:
         hp = self.hparams
@@ -234,12 +230,10 @@ class MTAC(FERMethod):
             ccc = class_balanced_ccc_loss(out["va_pred"], batch["va"], batch["va_mask"], y,
                                           hp.num_classes,
                                           gamma if self.gamma_placement == "va" else None)
-        au = zero
         if "au_logits" in out and "au" in batch:
             au = weighted_au_bce(out["au_logits"], batch["au"], batch["au_mask"], alpha)
-        elif self.au_head is not None and is_distributed():
-            # AU branch not started yet: give DDP a (zero) gradient for every AU parameter
-            au = sum(p.sum() for p in self.au_head.parameters()) * 0.0
+        else:  # AU branch not started yet (DDP still needs a zero gradient for its parameters)
+            au = zero + unused_parameters_term(self.au_head)
         lambda1 = ramp_lambda1(self.current_epoch, hp.ramp_H)
         lambda2 = ramp_lambda2(self.current_epoch, hp.ramp_H)
         if hp.loss_form == "mtac":
@@ -254,7 +248,7 @@ class MTAC(FERMethod):
         """Record alpha; update the templates (eq 10); relabel eligible samples (eq 12)."""
         hp = self.hparams
         alpha, index = out["alpha"], batch["index"]
-        scatter_gathered(self.confidence, index, alpha)
+        self.samples.write(index, confidence=alpha)
         if "au_logits" not in out:
             return
         s, y = out["au_logits"], self.targets(batch)
@@ -274,7 +268,7 @@ class MTAC(FERMethod):
             eligible = ~high if hp.relabel_scope == "low" else torch.ones_like(high)
             new = relabel_nearest_template(s, self.templates, y, eligible,
                                            self.template_initialized)
-            self.labels.relabel(index, new, self.current_epoch)
+            self.samples.relabel(index, new, self.current_epoch)
 
     def on_train_start(self) -> None:
         self._h = None  # re-read from the (possibly restored) template_step buffer
@@ -283,36 +277,24 @@ class MTAC(FERMethod):
         super().on_load_checkpoint(checkpoint)
         self._h = None
 
-    # ----------------------------------------------------------------- epoch logs
-    def on_train_epoch_end(self) -> None:
-        """Corrections this epoch; alpha as a detector of flipped labels; the label flow.
+    # ----------------------------------------------------------------- hooks for the engine
+    @property
+    def relabels(self) -> bool:
+        return self.relabel_active
 
-        Logged as ``labels/*``; the (C, C) original->current flow goes to the log and to
-        ``label_flow.json`` in the run directory.
-        """
-        super().on_train_epoch_end()
-        labels, epoch = self.labels, self.current_epoch
-        stats = {"corrected_this_epoch": (labels.corrected_epoch == epoch).sum().float()}
-        known = (labels.clean >= 0) & (self.confidence >= 0)
-        flipped = (labels.original != labels.clean)[known]
-        alpha = self.confidence[known]
-        if self.confidence_head is not None and bool(flipped.any()) and bool((~flipped).any()):
-            stats["alpha_auroc_flipped"] = binary_auroc(1.0 - alpha, flipped.long())
-            stats["alpha_mean_flipped"] = alpha[flipped].mean()
-            stats["alpha_mean_clean"] = alpha[~flipped].mean()
-        for name, value in stats.items():
-            self.log(f"labels/{name}", value, on_step=False, on_epoch=True, sync_dist=False)
-        if self.relabel_active and self.global_rank == 0:
-            names = self.hparams.class_names or [str(j) for j in range(self.hparams.num_classes)]
-            flow = labels.flow(self.hparams.num_classes).cpu()
-            moved = [f"{names[i]}->{names[j]} {int(flow[i, j])}"
-                     for i, j in flow.nonzero().tolist()]
-            log.info("MTAC epoch %d: %d corrections this epoch; label flow (original->current): "
-                     "%s", epoch, int(stats["corrected_this_epoch"]), ", ".join(moved) or "none")
-            log_dir = self.trainer.log_dir if self._trainer is not None else None
-            if log_dir:  # the cumulative (C, C) flow, rewritten every epoch
-                Path(log_dir, "label_flow.json").write_text(json.dumps(
-                    {"epoch": epoch, "classes": list(names), "flow": flow.tolist()}) + "\n")
+    def sample_uncertainty(self) -> Tensor | None:
+        """1 - alpha of each training sample's latest step (N,), NaN where unseen; None
+        without the target branch (alpha is then 1 for everyone)."""
+        return None if self.confidence_head is None else 1.0 - self.samples.confidence
+
+    def diagnostics(self, train_set: Any) -> dict[str, Any]:
+        """The memory-template diagnostics (``mtac_diagnostics.template_diagnostics``, with a
+        600-step probe AU head) on the un-augmented training split; {} without AU branch."""
+        if self.au_head is None:
+            return {}
+        from ufer.methods.mtac_diagnostics import template_diagnostics
+
+        return template_diagnostics(self, train_set, probe_steps=600)
 
     # ----------------------------------------------------------------- optimisation
     def param_groups(self) -> list[dict[str, Any]]:

@@ -10,8 +10,8 @@ Three parts (shared/spec/baselines.md, shared/spec/peers.md section 4.1):
    max_j p_j - p_y > ``relabel_margin`` (p from the alpha-scaled logits of the same
    forward), for the low group (paper) or every sample (public code).
 
-The latest alpha of every training sample is kept in the ``confidence`` buffer (N,) so
-reports and benchmarks can rank samples by it (-1 = not seen yet).
+The latest alpha of every training sample is kept in the per-sample store
+(``samples.confidence``, NaN = not seen yet); ``sample_uncertainty`` is 1 - alpha.
 """
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ from ufer.losses.classification import (
 )
 from ufer.methods.base import Batch, FERMethod, decayed_groups
 from ufer.methods.relabel import relabel_margin
-from ufer.methods.state import scatter_gathered
 
 
 @register_method("scn")
@@ -49,6 +48,8 @@ class SCN(FERMethod):
         **kwargs: the ``FERMethod`` arguments (backbone, sizes, optimizer, schedule).
     """
 
+    uncertainty_name = "1 - alpha"
+
     def __init__(self, high_fraction: float = 0.7, rank_margin: float = 0.15,
                  rank_weight: float = 1.0, relabel: bool = True, relabel_start: int = 9,
                  relabel_margin: float = 0.2, relabel_scope: Literal["low", "all"] = "low",
@@ -59,8 +60,7 @@ class SCN(FERMethod):
         if not 0.0 < high_fraction < 1.0:
             raise ValueError(f"high_fraction must be in (0, 1), got {high_fraction}")
         self.attention = nn.Linear(self.net.num_features, 1)
-        self.register_buffer("confidence",
-                             torch.full((self.hparams.num_train,), -1.0, dtype=torch.float32))
+        self.samples.add("confidence")  # latest alpha per training sample, NaN = unseen
 
     # ----------------------------------------------------------------- training contract
     def forward_train(self, batch: Batch) -> dict[str, Tensor]:
@@ -78,7 +78,7 @@ class SCN(FERMethod):
     def update_state(self, batch: Batch, out: dict[str, Tensor]) -> None:
         hp = self.hparams
         index, alpha = batch["index"], out["alpha"]
-        scatter_gathered(self.confidence, index, alpha)
+        self.samples.write(index, confidence=alpha)
         if not hp.relabel or self.current_epoch < hp.relabel_start:
             return
         labels = self.targets(batch)
@@ -86,13 +86,16 @@ class SCN(FERMethod):
         eligible = (~split_high_low(alpha, hp.high_fraction) if hp.relabel_scope == "low"
                     else torch.ones_like(labels, dtype=torch.bool))
         new = relabel_margin(probs, labels, eligible, hp.relabel_margin)
-        self.labels.relabel(index, new, self.current_epoch)
+        self.samples.relabel(index, new, self.current_epoch)
 
-    # ----------------------------------------------------------------- per-sample scores
-    def sample_confidence(self) -> Tensor:
-        """Latest alpha per training sample (N,) float, NaN where never seen."""
-        conf = self.confidence.detach().clone()
-        return conf.masked_fill(conf < 0, float("nan"))
+    # ----------------------------------------------------------------- hooks for the engine
+    @property
+    def relabels(self) -> bool:
+        return bool(self.hparams.relabel)
+
+    def sample_uncertainty(self) -> Tensor:
+        """1 - alpha of each training sample's latest step (N,), NaN where unseen."""
+        return 1.0 - self.samples.confidence
 
     def param_groups(self) -> list[dict[str, Any]]:
         hp = self.hparams

@@ -1,7 +1,7 @@
 """Backbones: every network comes from timm through ``build_backbone``.
 
-A backbone maps images (B, 3, H, W) to pooled features ``f`` (B, D) and, on request,
-to the last feature map in NCHW layout (Swin's NHWC output is permuted here, once).
+A backbone maps images (B, 3, H, W) to pooled features ``f`` (B, D); ResNets and DenseNets
+also expose their stages (``forward_until`` / ``forward_from``).
 Pretrained weights are only ever read from a local file (``load_pretrained``).
 """
 from __future__ import annotations
@@ -13,8 +13,11 @@ from typing import Any
 import timm
 import torch
 from timm.models import register_model
+from timm.models.densenet import DenseNet
 from timm.models.resnet import BasicBlock, ResNet
 from torch import Tensor, nn
+
+from ufer.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +45,25 @@ def fer_resnet_small(pretrained: bool = False, **kwargs) -> ResNet:
                    **kwargs)
     model.conv1 = nn.Conv2d(kwargs.get("in_chans", 3), 32, 3, stride=2, padding=1, bias=False)
     model.maxpool = nn.Identity()  # (the deep stem above only sets the stem width to 32)
+    for info in model.feature_info[1:]:  # without the max-pool every stage is 2x larger
+        info["reduction"] //= 2
     return model
 
 
 class Backbone(nn.Module):
     """A timm model without classifier: ``forward`` gives pooled features (B, D).
 
+    Stage API (ResNet and DenseNet families, stages numbered as timm's ``feature_info``:
+    0 = stem, 1..4 = the four stages; POI crops the stage-3 map and runs stage 4 on the crops):
+    ``stage_channels(s)``, ``forward_until(x, s)`` -> the stage-s map (B, C_s, h, w) and
+    ``forward_from(map, s)`` -> the pooled feature (B, D), through the same modules (and
+    parameter names) as ``forward``, so ``forward_from(forward_until(x, s), s) == forward(x)``.
+
     Attributes:
         name: the timm model name.
         num_features: D, the width of the pooled feature.
-        nhwc: True when the timm model's feature map is NHWC (Swin); ``forward_map``
-            always returns NCHW.
+        normalization: (mean, std) per RGB channel the architecture expects (timm's
+            pretrained config, ImageNet's when it has none).
     """
 
     def __init__(self, name: str, drop_rate: float = 0.0, **timm_kwargs: Any):
@@ -61,17 +72,48 @@ class Backbone(nn.Module):
         self.model = timm.create_model(name, pretrained=False, num_classes=0, drop_rate=drop_rate,
                                        **timm_kwargs)
         self.num_features: int = self.model.num_features
-        self.nhwc = getattr(self.model, "output_fmt", "NCHW") == "NHWC"
+        cfg = getattr(self.model, "pretrained_cfg", None) or {}
+        self.normalization = (tuple(cfg.get("mean", IMAGENET_MEAN)),
+                              tuple(cfg.get("std", IMAGENET_STD)))
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, 3, H, W) normalised images -> f: (B, D)."""
         return self.model(x)
 
-    def forward_map(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x: (B, 3, H, W) -> (feature map (B, D, h, w) NCHW, pooled f (B, D))."""
-        feat = self.model.forward_features(x)
-        pooled = self.model.forward_head(feat, pre_logits=True)
-        return (feat.permute(0, 3, 1, 2) if self.nhwc else feat), pooled
+    # ----------------------------------------------------------------- stage API
+    def _family(self) -> str:
+        if isinstance(self.model, ResNet):
+            return "resnet"
+        if isinstance(self.model, DenseNet):
+            return "densenet"
+        raise ValueError(f"backbone {self.name} ({type(self.model).__name__}) has no stage API; "
+                         "it is available for the ResNet and DenseNet families")
+
+    def stage_channels(self, stage: int) -> int:
+        """Channels C_s of the stage-``stage`` map."""
+        self._family()
+        return int(self.model.feature_info[stage]["num_chs"])
+
+    def forward_until(self, x: Tensor, stage: int) -> Tensor:
+        """x: (B, 3, H, W) -> the stage-``stage`` map (B, C_s, h, w), NCHW; later stages are
+        not computed."""
+        self._family()
+        return self.model.forward_intermediates(x, indices=[stage], intermediates_only=True,
+                                                stop_early=True)[0]
+
+    def forward_from(self, feat: Tensor, stage: int) -> Tensor:
+        """A stage-``stage`` map (B, C_s, h, w) -> the pooled feature (B, D), running the
+        stages after ``stage`` and the global pooling of ``forward``."""
+        model = self.model
+        if self._family() == "resnet":
+            if stage == 0:
+                feat = model.maxpool(feat)
+            for layer in [model.layer1, model.layer2, model.layer3, model.layer4][stage:]:
+                feat = layer(feat)
+        else:
+            for layer in model.features[model.feature_ends[stage] + 1:]:
+                feat = layer(feat)
+        return model.forward_head(feat, pre_logits=True)
 
 
 def build_backbone(name: str, pretrained_path: str | Path | None = None,

@@ -12,11 +12,9 @@ from typing import Any
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from ufer._registry import list_methods
-from ufer.data.datamodule import FERDataModule
+from ufer.data.datamodule import METHOD_SIZES, FERDataModule
 from ufer.engine.train import set_threads, trainer_kwargs
 from ufer.methods.base import FERMethod
-
-LINKED = ("num_classes", "num_train", "num_aus", "has_va", "class_names")
 
 
 class UferCLI(LightningCLI):
@@ -27,7 +25,7 @@ class UferCLI(LightningCLI):
                             help="output folder (default runs/<method>-<time>)")
         parser.add_argument("--test_after_fit", type=bool, default=True,
                             help="evaluate the final weights on the test split after fit")
-        for name in LINKED:
+        for name in METHOD_SIZES:
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}",
                                   apply_on="instantiate")
 

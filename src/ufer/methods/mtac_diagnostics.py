@@ -1,4 +1,5 @@
-"""Why does template relabeling help or hurt? Diagnostics of MTAC / ULC-AG's memory templates.
+"""Why does template relabeling help or hurt? Diagnostics of MTAC / ULC-AG's memory templates
+(``MTAC.diagnostics``, shown by ``ufer report``).
 
 ``template_diagnostics`` runs the network over the (un-augmented) training split and
 measures each link of the relabel chain of MTAC eqs 6-12 against the truth that synthetic
@@ -16,27 +17,20 @@ data carries:
 - optionally (``probe_steps``) a probe: a fresh AU head of the same shape fitted with Adam
   on the frozen features, and the same template numbers for it. A probe far better than the
   branch means the features carry the AU information and the branch did not learn it.
-
-``TemplateDiagnostics`` appends one JSON line per epoch to ``RUN/template_diagnostics.jsonl``.
 """
 from __future__ import annotations
 
-import json
-import math
-from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ufer.data.dataset import ManifestDataset
-from ufer.data.transforms import normalize, to_float
-from ufer.engine.report_plots import auroc
+from ufer.data.transforms import preprocess
 from ufer.losses.au import weighted_au_bce
-from ufer.methods.base import FERMethod
 from ufer.methods.relabel import batch_centers, relabel_nearest_template
+from ufer.metrics import auroc
 from ufer.models.au_graph import AUGraphHead
 
 
@@ -50,7 +44,8 @@ def _outputs(method: Any, dataset: ManifestDataset, batch_size: int = 256
     parts: dict[str, list[torch.Tensor]] = {"alpha": [], "f": [], "s": [], "au": [],
                                             "au_mask": []}
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        f, _ = method.net.features_and_logits(normalize(to_float(batch["image"].to(device))))
+        images = preprocess(batch["image"].to(device), *method.normalization)
+        f, _ = method.net.features_and_logits(images)
         alpha = (torch.sigmoid(method.confidence_head(f)).squeeze(1)
                  if method.confidence_head is not None else f.new_ones(f.shape[0]))
         parts["alpha"].append(alpha.cpu())
@@ -63,8 +58,7 @@ def _outputs(method: Any, dataset: ManifestDataset, batch_size: int = 256
 
 
 def _auroc(scores: torch.Tensor, target: torch.Tensor) -> float | None:
-    value = auroc(scores.numpy(), target.numpy())
-    return None if math.isnan(value) else value
+    return auroc(scores.numpy(), target.numpy())
 
 
 def _share(a: torch.Tensor, within: torch.Tensor) -> float | None:
@@ -115,15 +109,15 @@ def refit_au_head(method: Any, f: torch.Tensor, present: torch.Tensor, mask: tor
         return head(f)
 
 
-def template_diagnostics(method: FERMethod, dataset: ManifestDataset,
+def template_diagnostics(method: Any, dataset: ManifestDataset,
                          high_fraction: float | None = None,
                          probe_steps: int = 0) -> dict[str, Any]:
     """Measure the AU branch, templates, alpha and relabel rule of an MTAC-family method.
 
     Args:
         method: a method with ``au_head``, ``templates``, ``template_initialized`` and
-            ``labels`` (MTAC, ULC-AG); its current weights are used as they are.
-        dataset: its training split (the order of ``method.labels``), without augmentation.
+            ``samples`` (MTAC, ULC-AG); its current weights are used as they are.
+        dataset: its training split (the order of ``method.samples``), without augmentation.
         high_fraction: share of samples treated as high-confidence; the rest (lowest alpha
             over the whole split) is the eligible group. Default: the method's phi.
         probe_steps: > 0 also fits a fresh AU head for this many Adam steps on the frozen
@@ -149,7 +143,7 @@ def template_diagnostics(method: FERMethod, dataset: ManifestDataset,
     bce = F.binary_cross_entropy_with_logits(s, present.float(), reduction="none")
     prior_bce = F.binary_cross_entropy(prior.clamp(1e-4, 1 - 1e-4).expand_as(s),
                                        present.float(), reduction="none")
-    labels = method.labels
+    labels = method.samples
     given, clean = labels.original.cpu(), labels.clean.cpu()
     known, flipped = clean >= 0, given != clean
     low = alpha <= alpha.quantile(1.0 - phi)
@@ -177,39 +171,3 @@ def _mean_auroc(s: torch.Tensor, present: torch.Tensor, mask: torch.Tensor) -> f
     values = [_auroc(s[mask[:, m], m], present[mask[:, m], m]) for m in range(s.shape[1])]
     values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else None
-
-
-class TemplateDiagnostics(pl.Callback):
-    """Append ``template_diagnostics`` of every ``every``-th epoch to RUN/template_diagnostics.jsonl."""
-
-    def __init__(self, dataset: ManifestDataset, path: str | Path, every: int = 1):
-        self.dataset, self.path, self.every = dataset, Path(path), every
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        epoch = trainer.current_epoch
-        if trainer.global_rank != 0 or (epoch + 1) % self.every:
-            return
-        row = {"epoch": epoch, **template_diagnostics(pl_module, self.dataset)}
-        with self.path.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
-
-
-def format_diagnostics(diag: dict[str, Any]) -> str:
-    """One line: the numbers of ``template_diagnostics`` that say whether relabeling can work."""
-    def pct(key: str) -> str:
-        value = diag.get(key)
-        return "n/a" if value is None else f"{100 * value:.1f}%"
-
-    def num(key: str) -> str:
-        value = diag.get(key)
-        return "n/a" if value is None else f"{value:.3f}"
-
-    return (f"AU AUROC {num('au_auroc')} (BCE {num('au_bce')} vs {num('au_bce_prior')} for "
-            f"AU frequencies); template cosine {num('template_cosine')}; nearest template = "
-            f"clean label {pct('template_acc_clean')}; alpha AUROC for wrong labels "
-            f"{num('alpha_auroc')}; eligible group {pct('eligible_flipped')} wrong "
-            f"(all {pct('flipped')}); would move {pct('would_move')}, right "
-            f"{pct('would_move_right')}"
-            + (f"; probe AU head: AU AUROC {num('probe_au_auroc')}, nearest template = clean "
-               f"{pct('probe_template_acc_clean')}, would move {pct('probe_would_move')}, "
-               f"right {pct('probe_would_move_right')}" if "probe_au_auroc" in diag else ""))

@@ -1,0 +1,120 @@
+"""The grid of ``ufer bench``: its settings (``BenchConfig``), per-preset defaults and where
+each cell and cleanlab reference keeps its files."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ufer._registry import list_methods
+
+# Defaults per synthetic preset: epochs, backbone, batch size, and the default grid.
+PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "tiny": {"epochs": 2, "backbone": "fer_resnet_small", "batch_size": 64,
+             "noise": [0.0, 0.3], "seeds": 1},
+    "demo": {"epochs": 25, "backbone": "fer_resnet_small", "batch_size": 128,
+             "noise": [0.0, 0.3], "seeds": 1},
+    "bench-cpu": {"epochs": 70, "backbone": "fer_resnet_small", "batch_size": 128,
+                  "noise": [0.0, 0.3], "seeds": 3},
+    "bench": {"epochs": 40, "backbone": "resnet18", "batch_size": 64,
+              "noise": [0.0, 0.1, 0.2, 0.3], "seeds": 3},
+}
+# Method arguments that make up the shared schedule: set per method, they break the comparison.
+SCHEDULE_KEYS = ("backbone", "pretrained_path", "optimizer", "lr", "weight_decay", "momentum",
+                 "scheduler", "warmup", "milestones", "lr_decay")
+NO_PRESET = {"epochs": 30, "backbone": "fer_resnet_small", "batch_size": 64,
+             "noise": [0.0, 0.1, 0.2, 0.3], "seeds": 3}
+
+
+@dataclass
+class BenchConfig:
+    """One benchmark grid.
+
+    Attributes:
+        out: output folder (data cache, cells, tables, plots).
+        manifest: the clean manifest; None with ``preset`` (generated into OUT/data).
+        preset: synthetic preset to generate (``tiny``, ``demo``, ``bench-cpu``, ``bench``).
+        methods: registered method names (default: all).
+        noise: noise rates of the grid.
+        seeds: number of seeds (0 .. seeds-1); each seeds the noise, the data order and init.
+        protocol: ``symmetric``, ``pairwise`` or a transition-matrix file (.csv/.npy) whose
+            off-diagonal pattern is scaled to each rate.
+        epochs, backbone, batch_size, image_size: the schedule shared by every cell.
+        method_configs: method name (or ``all``) -> constructor keyword arguments.
+        cleanlab: compute the cleanlab reference (out-of-fold baseline, ``folds`` folds).
+        data_seed: seed of the generated synthetic data.
+        jobs: cells trained at once, each in its own process with cores / jobs threads
+            (on a 2-core CPU two 1-thread cells do ~1.2x the work of one 2-thread cell);
+            a cell's training output then goes to ``OUT/cells/<cell>/train.log``.
+    """
+
+    out: str = "runs/bench"
+    manifest: str | None = None
+    preset: str | None = None
+    methods: list[str] | None = None
+    noise: list[float] | None = None
+    seeds: int | None = None
+    protocol: str = "symmetric"
+    epochs: int | None = None
+    backbone: str | None = None
+    batch_size: int | None = None
+    image_size: int | None = None
+    method_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cleanlab: bool = True
+    folds: int = 3
+    data_seed: int = 0
+    jobs: int = 1
+
+    def resolved(self) -> BenchConfig:
+        """A copy with every None filled from the preset's (or the generic) defaults."""
+        if self.preset is not None and self.preset not in PRESET_DEFAULTS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose from "
+                             f"{sorted(PRESET_DEFAULTS)}")
+        if (self.manifest is None) == (self.preset is None):
+            raise ValueError("give exactly one of --manifest (your data) or --preset "
+                             "(generate synthetic data)")
+        defaults = PRESET_DEFAULTS[self.preset] if self.preset else NO_PRESET
+        values = asdict(self)
+        for key, value in defaults.items():
+            if values[key] is None:
+                values[key] = value
+        values["methods"] = list(values["methods"] or list_methods())
+        known = list_methods()
+        unknown = [m for m in values["methods"] if m not in known]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; known: {', '.join(known)}")
+        for name in values["method_configs"]:
+            if name != "all" and name not in values["methods"]:
+                raise ValueError(f"--method-config {name}: not a method of this bench "
+                                 f"({', '.join(values['methods'])}, or 'all')")
+        values["noise"] = sorted(float(r) for r in values["noise"])
+        return BenchConfig(**values)
+
+
+def load_method_config(path: str | Path) -> dict[str, Any]:
+    """Constructor arguments from YAML: a flat mapping, or a ``ufer train`` config whose
+    ``model.init_args`` (or ``init_args``) holds them."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(data, dict):
+        raise TypeError(f"{path}: expected a mapping of method arguments")
+    if "model" in data:
+        data = data["model"] or {}
+    if "init_args" in data:
+        data = data["init_args"] or {}
+    return dict(data)
+
+
+def cell_name(method: str, rate: float, seed: int) -> str:
+    return f"{method}-n{rate:g}-s{seed}"
+
+
+def cell_dir(out: str | Path, method: str, rate: float, seed: int) -> Path:
+    """``OUT/cells/<method>-n<rate>-s<seed>``: one cell's run, scores and results.json."""
+    return Path(out) / "cells" / cell_name(method, rate, seed)
+
+
+def reference_dir(out: str | Path, rate: float, seed: int) -> Path:
+    """``OUT/cleanlab/n<rate>-s<seed>``: one cleanlab reference's folds and results.json."""
+    return Path(out) / "cleanlab" / f"n{rate:g}-s{seed}"

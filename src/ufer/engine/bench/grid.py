@@ -1,0 +1,91 @@
+"""``run_bench``: the grid of methods x noise rates x seeds, resumable, with its tables and plots.
+
+Every cell goes through ``train_method`` with the same data module settings and schedule
+(method-specific switches only through ``method_configs``). Noisy manifests are made with
+``write_noisy_manifest`` seeded by the cell's seed and cached in ``OUT/data``. The bench
+resumes: a finished cell has ``OUT/cells/<method>-n<rate>-s<seed>/results.json`` and is
+skipped; an unfinished one continues from its ``run/checkpoints/last.ckpt``.
+
+Outputs: ``OUT/results.json`` (every cell and cleanlab reference), ``OUT/results.md``
+(accuracy table in the papers' layout, label corrections, detection of wrong labels) and
+``OUT/plots/*.png``. On synthetic data "wrong label" means label != clean_label (the
+injected flips plus the simulated annotators' own mistakes); on a real manifest
+``apply_noise`` sets clean_label to the label before noise, so it means "flipped".
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ufer.engine.bench.cells import noisy_manifest, prepare_clean, run_cell
+from ufer.engine.bench.config import SCHEDULE_KEYS, BenchConfig, cell_dir, reference_dir
+from ufer.engine.bench.plots import write_plots
+from ufer.engine.bench.reference import CLEANLAB_MISSING, cleanlab_available, cleanlab_reference
+from ufer.engine.bench.tables import format_bench
+from ufer.engine.jobs import run_jobs
+from ufer.engine.train import set_threads
+
+
+def _finished(folder: Path) -> bool:
+    return (folder / "results.json").exists()
+
+
+def run_bench(cfg: BenchConfig, train: bool = True, **overrides: Any) -> dict[str, Any]:
+    """Run (or continue) the grid; write OUT/results.json, results.md and plots.
+
+    ``overrides`` go to the Trainer (``accelerator``, ``progress`` ...), the same for every
+    cell. ``train=False`` trains nothing: the tables cover the finished cells and cleanlab
+    references only, and ``results["missing"]`` names the others (a look at a grid that is
+    still running, or one stopped early).
+    """
+    cfg = cfg.resolved()
+    set_threads()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    clean = prepare_clean(cfg)
+    data_dir = out / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name, kwargs in cfg.method_configs.items():
+        changed = [k for k in SCHEDULE_KEYS if k in kwargs]
+        if name != "all" and changed:
+            print(f"warning: --method-config {name} sets {', '.join(changed)}: {name} no longer "
+                  "shares the schedule of the other methods (use all=YAML for every method)",
+                  flush=True)
+    use_cleanlab = cfg.cleanlab and cleanlab_available()
+    if cfg.cleanlab and not use_cleanlab:
+        print(f"skipping the cleanlab reference: {CLEANLAB_MISSING}", flush=True)
+    start = time.perf_counter()
+    grid = [(m, r, s) for r in cfg.noise for s in range(cfg.seeds) for m in cfg.methods]
+    manifests = {(r, s): noisy_manifest(clean, data_dir, cfg.protocol, r, s)
+                 for r in cfg.noise for s in range(cfg.seeds)}
+    cell_jobs = [(run_cell, (cfg, m, r, s, manifests[r, s]), cell_dir(out, m, r, s))
+                 for m, r, s in grid]
+    reference_jobs = [(cleanlab_reference, (cfg, r, s, manifests[r, s]), reference_dir(out, r, s))
+                      for r in cfg.noise for s in range(cfg.seeds)] if use_cleanlab else []
+    todo = [job for job in cell_jobs + reference_jobs if not _finished(job[2])]
+    to_train = sum(job[0] is run_cell for job in todo)
+    print(f"{len(grid)} cells, {len(grid) - to_train} done, {to_train} to train"
+          + (f", {cfg.jobs} at a time" if cfg.jobs > 1 else ""), flush=True)
+    if train:
+        run_jobs(todo, cfg.jobs, overrides)
+    missing = [folder.relative_to(out).as_posix() for *_, folder in todo if not _finished(folder)]
+    if missing:
+        print(f"--no-train: tables without {len(missing)} unfinished: {', '.join(missing)}",
+              flush=True)
+    # every finished job returns its cached results.json
+    cells = [fn(*args) for fn, args, folder in cell_jobs if _finished(folder)]
+    references = [fn(*args) for fn, args, folder in reference_jobs if _finished(folder)]
+    config = asdict(cfg)
+    config["manifest"] = str(clean)
+    results = {"config": config, "cells": cells, "cleanlab": references,
+               "cleanlab_note": None if use_cleanlab else
+               ("disabled" if not cfg.cleanlab else CLEANLAB_MISSING),
+               "trained_now": to_train if train else 0, "missing": missing,
+               "seconds": time.perf_counter() - start}
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    results["plots"] = [str(p) for p in write_plots(results, out / "plots")]
+    (out / "results.md").write_text(format_bench(results) + "\n")
+    return results

@@ -1,0 +1,102 @@
+"""The Markdown tables of ``OUT/results.md``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def by_method_rate(cells: list[dict[str, Any]], value: Any) -> dict[str, dict[float, list[float]]]:
+    """method -> rate -> values over seeds (None values dropped)."""
+    table: dict[str, dict[float, list[float]]] = {}
+    for c in cells:
+        v = value(c)
+        table.setdefault(c["method"], {}).setdefault(c["rate"], [])
+        if v is not None:
+            table[c["method"]][c["rate"]].append(float(v))
+    return table
+
+
+def _mean_std(values: list[float], scale: float = 100.0, digits: int = 1,
+              seeds: int | None = None) -> str:
+    """'mean ± std' (sample std) of ``values`` x ``scale``; '-' when empty; with ``seeds``,
+    an entry over fewer values than seeds says how many, e.g. '41.2 ± 1.9 (n=2)'."""
+    if not values:
+        return "-"
+    mean = scale * float(np.mean(values))
+    text = (f"{mean:.{digits}f}" if len(values) == 1 else
+            f"{mean:.{digits}f} ± {scale * float(np.std(values, ddof=1)):.{digits}f}")
+    return text + (f" (n={len(values)})" if seeds is not None and len(values) < seeds else "")
+
+
+def _row(name: str, by_rate: dict[float, list[float]], rates: list[float], **kw: Any) -> str:
+    return f"| {name} | " + " | ".join(_mean_std(by_rate.get(r, []), **kw) for r in rates) + " |"
+
+
+def format_bench(results: dict[str, Any]) -> str:
+    """The three Markdown tables of ``results.md``."""
+    cfg, cells = results["config"], results["cells"]
+    rates = sorted({c["rate"] for c in cells})
+    methods = list(dict.fromkeys(c["method"] for c in cells))
+    seeds = cfg["seeds"]
+    head = "| method | " + " | ".join(f"{100 * r:g} %" for r in rates) + " |"
+    rule = "|---|" + "---|" * len(rates)
+    lines = [f"# ufer bench: {Path(cfg['manifest']).name}",
+             "",
+             (f"{len(methods)} methods x {len(rates)} noise rates ({cfg['protocol']}) x "
+             f"{seeds} seeds; {cfg['epochs']} epochs, backbone {cfg['backbone']}, batch "
+             f"{cfg['batch_size']}, the same data settings and schedule in every cell. "
+             f"mean ± std over seeds."),
+             "", "## Test accuracy (%), final epoch", "", head, rule]
+    if results.get("missing"):
+        missing = results["missing"]
+        lines[3:3] = ["", (f"**Partial:** {len(missing)} cells or references not finished "
+                           f"({', '.join(missing)}); an entry over fewer seeds says n=.")]
+    acc = by_method_rate(cells, lambda c: c["test"].get("acc"))
+    lines += [_row(m, acc[m], rates, seeds=seeds) for m in methods]
+    truth = by_method_rate(cells, lambda c: c["test"].get("acc_clean"))
+    if any(v for m in truth.values() for v in m.values()):
+        lines += ["", "Against the true labels of the test split (synthetic truth):", "",
+                  head, rule] + [_row(m, truth[m], rates, seeds=seeds) for m in methods]
+    lines += ["", "## Label corrections on the training split (synthetic truth)", "",
+              ("precision = corrections that give the true label / corrections; recall = "
+              "right corrections / wrong given labels; left = wrong labels after training "
+              "(given: wrong labels before)."), "",
+              ("| method | noise | corrected | precision (%) | recall (%) | wrong given | "
+              "wrong left |"), "|---|---|---|---|---|---|---|"]
+    for m in methods:
+        for r in rates:
+            group = [c for c in cells if c["method"] == m and c["rate"] == r]
+            lab = [c["labels"] for c in group]
+            prec = [x["correction_precision"] for x in lab if x.get("corrected")]
+            rec = [c["correction_recall"] for c in group if c.get("correction_recall") is not None]
+            lines.append(
+                f"| {m} | {100 * r:g} % | {_mean_std([x['corrected'] for x in lab], 1, 0, seeds)} | "
+                f"{_mean_std(prec)} | {_mean_std(rec)} | "
+                f"{_mean_std([x['noisy_given'] for x in lab if 'noisy_given' in x], 1, 0)} | "
+                f"{_mean_std([x['noisy_left'] for x in lab if 'noisy_left' in x], 1, 0)} |")
+    lines += ["", "## Spotting wrong training labels: AUROC (%)", "",
+              ("Each method's uncertainty score on the training split against the known wrong "
+              "labels: its own per-sample score where it keeps one (named in the row), else 1 - "
+              "the final model's probability of the given label."), "", head, rule]
+    auroc = by_method_rate(cells, lambda c: c.get("auroc"))
+    for m in methods:
+        score = next((c["score"] for c in cells if c["method"] == m), "")
+        lines.append(_row(f"{m} ({score})", auroc[m], rates, seeds=seeds))
+    refs = results.get("cleanlab") or []
+    if refs:
+        folds = refs[0]["folds"]
+        by_rate = {r: [x for x in refs if x["rate"] == r] for r in rates}
+        lines.append(_row(f"cleanlab get_label_quality_scores (OOF baseline, k={folds})",
+                          {r: [x["auroc"] for x in v if x.get("auroc") is not None]
+                           for r, v in by_rate.items()}, rates, seeds=seeds))
+        lines.append("| cleanlab find_label_issues: precision / recall (%) | " + " | ".join(
+            f"{_mean_std([x['precision'] for x in by_rate[r] if 'precision' in x], digits=0)} / "
+            f"{_mean_std([x['recall'] for x in by_rate[r] if 'recall' in x], digits=0)}"
+            for r in rates) + " |")
+    else:
+        lines += ["", f"cleanlab reference: {results.get('cleanlab_note') or 'not run'}"]
+    lines += ["", "Plots: " + ", ".join(Path(p).name for p in results.get("plots", [])),
+              f"Cells and per-cell runs: {Path(cfg['out']) / 'cells'}"]
+    return "\n".join(lines)
