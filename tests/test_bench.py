@@ -185,3 +185,23 @@ def test_killed_bench_stops_its_workers(tiny_manifest, tmp_path):
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not [pid for pid in workers if _alive(pid)], "workers kept training"
+
+
+def test_bench_skips_methods_that_cannot_train_on_its_data(tiny_manifest, tmp_path, capsys):
+    from ufer._registry import _METHODS, register_method
+    from ufer.methods.baseline import Baseline
+
+    @register_method("needs_nothing_here")
+    class NeedsSomething(Baseline):
+        @classmethod
+        def data_problem(cls, sizes):
+            return "it needs a column this manifest lacks (add it with ufer annotate)"
+
+    try:
+        cfg = replace(_config(tiny_manifest, tmp_path / "b"),
+                      methods=["baseline", "needs_nothing_here"], noise=[0.0], cleanlab=False)
+        results = run_bench(cfg, **tiny_fit_kwargs())
+    finally:
+        del _METHODS["needs_nothing_here"]
+    assert "skipping needs_nothing_here: it needs a column" in capsys.readouterr().out
+    assert [c["method"] for c in results["cells"]] == ["baseline"]

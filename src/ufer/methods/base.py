@@ -155,6 +155,20 @@ class FERMethod(pl.LightningModule):
         a flat dict of numbers (None where undefined); default none."""
         return {}
 
+    @torch.no_grad()
+    def inference_uncertainty(self, images: Tensor) -> Tensor | None:
+        """Per test image (B,), higher = prediction less trustworthy, computed from
+        ``self.net`` alone on normalised images (B, 3, H, W) (POI's UEM); None for methods
+        without one (``ufer evaluate`` then ranks by the softmax maximum)."""
+        return None
+
+    @classmethod
+    def data_problem(cls, sizes: dict[str, Any]) -> str | None:
+        """Why this method cannot train on data of these ``FERDataModule.method_sizes()``
+        (e.g. no valence/arousal), as one sentence that says what to do; None when it can.
+        Checked up front by ``ufer bench``; the constructor raises the same message."""
+        return None
+
     # ----------------------------------------------------------------- per-sample state
     def setup(self, stage: str) -> None:
         """Hand the data module this method's normalisation; at fit, fill the per-sample store

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from ufer._registry import method_class
+from ufer.data.datamodule import FERDataModule
 from ufer.engine.bench.cells import noisy_manifest, prepare_clean, run_cell
 from ufer.engine.bench.config import SCHEDULE_KEYS, BenchConfig, cell_dir, reference_dir
 from ufer.engine.bench.plots import write_plots
@@ -31,6 +33,22 @@ from ufer.engine.train import set_threads
 
 def _finished(folder: Path) -> bool:
     return (folder / "results.json").exists()
+
+
+def runnable_methods(cfg: BenchConfig, manifest: Path) -> BenchConfig:
+    """``cfg`` without the methods that cannot train on ``manifest`` (``data_problem``), each
+    skipped with one line saying why, before any cell trains."""
+    sizes = FERDataModule(str(manifest)).method_sizes()
+    keep = []
+    for name in cfg.methods:
+        problem = method_class(name).data_problem(sizes)
+        if problem:
+            print(f"skipping {name}: {problem}", flush=True)
+        else:
+            keep.append(name)
+    if not keep:
+        raise ValueError(f"no method of {cfg.methods} can train on {manifest}")
+    return replace(cfg, methods=keep)
 
 
 def run_bench(cfg: BenchConfig, train: bool = True, **overrides: Any) -> dict[str, Any]:
@@ -46,6 +64,7 @@ def run_bench(cfg: BenchConfig, train: bool = True, **overrides: Any) -> dict[st
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     clean = prepare_clean(cfg)
+    cfg = runnable_methods(cfg, clean)
     data_dir = out / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     for name, kwargs in cfg.method_configs.items():
