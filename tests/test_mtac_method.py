@@ -268,3 +268,14 @@ def test_ulcag_preset_defaults_match_the_paper_config_ulcag():
     method = ufer.create_method("ulcag", backbone=TINY_BACKBONE, num_classes=7, num_train=4,
                                 num_aus=3)
     assert isinstance(method, MTAC) and method.method_name == "ulcag"
+
+
+def test_mtac_auxiliary_outputs_va_and_au_without_touching_the_class_output():
+    m = MTAC(backbone=TINY_BACKBONE, num_classes=7, num_train=4, num_aus=5, has_va=True).eval()
+    x = torch.randn(3, 3, 32, 32)
+    logits = m(x)
+    aux = m.auxiliary_outputs(x)
+    assert aux["valence_arousal"].shape == (3, 2) and aux["valence_arousal"].abs().max() <= 1
+    assert aux["au_probs"].shape == (3, 5) and 0 <= aux["au_probs"].min()
+    assert torch.equal(m(x), logits)
+    assert MTAC(backbone=TINY_BACKBONE, num_classes=7, num_train=4).auxiliary_outputs(x) == {}

@@ -162,6 +162,14 @@ class FERMethod(pl.LightningModule):
         without one (``ufer evaluate`` then ranks by the softmax maximum)."""
         return None
 
+    @torch.no_grad()
+    def auxiliary_outputs(self, images: Tensor) -> dict[str, Tensor]:
+        """What the training-only heads predict for normalised images (B, 3, H, W), for
+        pseudo labels and inference: ``valence_arousal`` (B, 2) in [-1, 1], ``au_probs``
+        (B, M) in [0, 1] (names in ``hparams``' AU order) where the method has such heads;
+        {} otherwise. Never changes the class output, which is always ``self.net``'s."""
+        return {}
+
     @classmethod
     def data_problem(cls, sizes: dict[str, Any]) -> str | None:
         """Why this method cannot train on data of these ``FERDataModule.method_sizes()``

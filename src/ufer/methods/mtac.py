@@ -287,6 +287,18 @@ class MTAC(FERMethod):
         without the target branch (alpha is then 1 for everyone)."""
         return None if self.confidence_head is None else 1.0 - self.samples.confidence
 
+    @torch.no_grad()
+    def auxiliary_outputs(self, images: Tensor) -> dict[str, Tensor]:
+        """``valence_arousal`` from the VA head and ``au_probs`` = sigmoid of the AU logits
+        s (eq 8) where those branches exist."""
+        f = self.net.backbone(images)
+        out = {}
+        if self.va_head is not None:
+            out["valence_arousal"] = torch.tanh(self.va_head(f))
+        if self.au_head is not None:
+            out["au_probs"] = torch.sigmoid(self.au_head(f))
+        return out
+
     def diagnostics(self, train_set: Any) -> dict[str, Any]:
         """The memory-template diagnostics (``mtac_diagnostics.template_diagnostics``, with a
         600-step probe AU head) on the un-augmented training split; {} without AU branch."""
