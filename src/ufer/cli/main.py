@@ -22,6 +22,7 @@ VERBS = {
     "bench": "bench",
     "report": "report",
     "prepare": "prepare",
+    "annotate": "annotate",
     "weights": "weights",
 }
 
