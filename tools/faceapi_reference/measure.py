@@ -65,7 +65,7 @@ def lfw_distances(model: torch.nn.Module) -> dict[str, list[float]]:
     return {k: [round(float(v.quantile(q)), 3) for q in QUANTILES] for k, v in out.items()}
 
 
-def forward_ms(model: torch.nn.Module, batch: int, threads: int, repeats: int = 7) -> float:
+def forward_ms(model: torch.nn.Module, batch: int, threads: int, repeats: int = 15) -> float:
     """Median milliseconds per image of a no-grad forward at this batch size and thread count."""
     torch.set_num_threads(threads)
     x = torch.randn(batch, 3, 150, 150)
