@@ -122,11 +122,13 @@ def test_auroc_ties_and_degenerate():
 
 
 def test_speed_table(tmp_path):
-    result = run_speed(methods=["scn", "baseline"], backbone=TINY_BACKBONE, image_size=32,
-                       batch_size=16, steps=2, warmup=1, rounds=1, out=tmp_path,
-                       accelerator="cpu", latency_reps=1)
+    result = run_speed(methods=["scn", "baseline", "scn@wide"], backbone=TINY_BACKBONE,
+                       image_size=32, batch_size=16, steps=2, warmup=1, rounds=1, out=tmp_path,
+                       accelerator="cpu", latency_reps=1,
+                       method_configs={"scn@wide": {"high_fraction": 0.5}})
     rows = {r["method"]: r for r in result["methods"]}
-    assert list(rows) == ["baseline", "scn"] and rows["baseline"]["relative"] == 1.0
+    assert list(rows) == ["baseline", "scn", "scn@wide"] and rows["baseline"]["relative"] == 1.0
+    assert rows["scn@wide"]["error"] is None
     assert rows["scn"]["error"] is None and rows["scn"]["step_ms"] > 0
     assert rows["scn"]["params_inference"] == rows["baseline"]["params_inference"]
     assert rows["scn"]["params_training"] > rows["scn"]["params_inference"]  # the alpha head
@@ -185,6 +187,26 @@ def test_killed_bench_stops_its_workers(tiny_manifest, tmp_path):
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not [pid for pid in workers if _alive(pid)], "workers kept training"
+
+
+def test_method_variants_get_their_own_config_and_cells(tiny_manifest, tmp_path):
+    from ufer.engine.bench.config import method_kwargs
+
+    cfg = replace(_config(tiny_manifest, tmp_path / "v"), methods=["scn", "scn@all_scope"],
+                  noise=[0.3], cleanlab=False,
+                  method_configs={"all": {"rank_weight": 0.5}, "scn": {"relabel_start": 0},
+                                  "scn@all_scope": {"relabel_scope": "all"}})
+    resolved = cfg.resolved()
+    assert method_kwargs(resolved, "scn") == {"backbone": TINY_BACKBONE, "rank_weight": 0.5,
+                                              "relabel_start": 0}
+    assert method_kwargs(resolved, "scn@all_scope")["relabel_scope"] == "all"
+    results = run_bench(cfg, **tiny_fit_kwargs())
+    assert {c["method"] for c in results["cells"]} == {"scn", "scn@all_scope"}
+    from ufer.methods.base import read_checkpoint
+
+    for label, scope in (("scn", "low"), ("scn@all_scope", "all")):
+        ckpt = tmp_path / "v" / "cells" / f"{label}-n0.3-s0" / "run" / "checkpoints" / "last.ckpt"
+        assert read_checkpoint(ckpt)["hyper_parameters"]["relabel_scope"] == scope
 
 
 def test_bench_skips_methods_that_cannot_train_on_its_data(tiny_manifest, tmp_path, capsys):

@@ -44,7 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                            "(bench-cpu: 70 epochs, fer_resnet_small, batch 128, noise 0,0.3, "
                            "3 seeds)")
     p.add_argument("--methods", nargs="+", default=None,
-                   help="methods to compare (default: every registered one)")
+                   help="methods to compare (default: every registered one); NAME@LABEL is a "
+                        "variant of NAME with its own --method-config NAME@LABEL=YAML, e.g. "
+                        "ldlva@forward")
     p.add_argument("--noise", type=_rates, default=None,
                    help="comma-separated noise rates (default from the preset, else "
                         "0,0.1,0.2,0.3)")
@@ -84,15 +86,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.speed:
-        from ufer.engine.speed import run_speed
-
-        result = run_speed(methods=args.methods, backbone=args.backbone or "fer_resnet_small",
-                           image_size=args.image_size or 48, batch_size=args.batch_size or 128,
-                           steps=args.steps, out=args.out or "runs/speed",
-                           accelerator=args.accelerator)
-        print(result["markdown"])
-        return 0
     from ufer.engine.bench import BenchConfig, load_method_config, run_bench
 
     configs: dict[str, dict] = {}
@@ -101,6 +94,15 @@ def run(args: argparse.Namespace) -> int:
         if not sep or not name or not path:
             raise SystemExit(f"ufer bench: --method-config expects NAME=YAML, got {item!r}")
         configs.setdefault(name, {}).update(load_method_config(path))
+    if args.speed:
+        from ufer.engine.speed import run_speed
+
+        result = run_speed(methods=args.methods, backbone=args.backbone or "fer_resnet_small",
+                           image_size=args.image_size or 48, batch_size=args.batch_size or 128,
+                           steps=args.steps, out=args.out or "runs/speed",
+                           accelerator=args.accelerator, method_configs=configs)
+        print(result["markdown"])
+        return 0
     if args.manifest is None and args.preset is None:
         raise SystemExit("ufer bench: give --manifest (your data) or --preset (synthetic)")
     cfg = BenchConfig(out=args.out or "runs/bench", manifest=args.manifest, preset=args.preset,

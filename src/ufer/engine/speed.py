@@ -23,6 +23,7 @@ import torch
 from ufer._registry import create_method, list_methods
 from ufer.data.datamodule import FERDataModule
 from ufer.data.synthetic import generate
+from ufer.engine.bench.config import merged_config, method_of
 from ufer.engine.train import set_threads
 from ufer.inference.export import export_bundle, load_bundle
 
@@ -63,20 +64,28 @@ def _device(accelerator: str) -> torch.device:
 
 
 class _Stepper:
-    """One method with its own SGD optimizer, stepping on a fixed batch."""
+    """One method (or variant ``name@label``) with its own data module, SGD optimizer and fixed
+    batch (taken after the method set the data module up, e.g. to deliver neighbour images)."""
 
-    def __init__(self, name: str, dm: FERDataModule, backbone: str, device: torch.device):
-        self.name = name
-        self.method = create_method(name, backbone=backbone, **dm.method_sizes()).to(device)
+    def __init__(self, label: str, manifest: Path, batch_size: int, kwargs: dict[str, Any],
+                 device: torch.device):
+        self.name = label
+        dm = FERDataModule(str(manifest), batch_size=batch_size, seed=0)
+        dm.setup("fit")
+        self.method = create_method(method_of(label), **{**dm.method_sizes(), **kwargs})
+        self.method = self.method.to(device)
         self.method.prepare_state(dm)
         self.method.train()
+        batch = next(iter(dm.train_dataloader()))
+        self.batch = dm.on_after_batch_transfer({k: v.to(device) for k, v in batch.items()}, 0)
         self.optimizer = torch.optim.SGD([g for g in self.method.param_groups() if g["params"]],
                                          lr=1e-3, momentum=0.9)
         self.times: list[float] = []
         self.peak_mib = float("nan")
         self.error: str | None = None
 
-    def step(self, batch: dict[str, torch.Tensor]) -> None:
+    def step(self) -> None:
+        batch = self.batch
         out = self.method.forward_train(batch)
         loss = self.method.training_losses(batch, out)["loss"]
         self.optimizer.zero_grad(set_to_none=True)
@@ -123,8 +132,13 @@ def _latency_ms(net: torch.nn.Module, size: int, batch: int, device: torch.devic
 def run_speed(methods: list[str] | None = None, backbone: str = "fer_resnet_small",
               image_size: int = 48, batch_size: int = 128, steps: int = 20, warmup: int = 3,
               rounds: int = 4, out: str | Path = "runs/speed", accelerator: str = "auto",
-              latency_reps: int = 10) -> dict[str, Any]:
-    """Measure every method; write OUT/speed.md and OUT/speed.json; return the results."""
+              latency_reps: int = 10,
+              method_configs: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Measure every method; write OUT/speed.md and OUT/speed.json; return the results.
+
+    ``methods`` may name variants ``name@label`` whose constructor arguments come from
+    ``method_configs[label]`` (after ``all`` and ``name``), as in ``ufer bench``.
+    """
     set_threads()
     device = _device(accelerator)
     out = Path(out)
@@ -133,20 +147,19 @@ def run_speed(methods: list[str] | None = None, backbone: str = "fer_resnet_smal
     if not manifest.exists():
         generate(data, preset="tiny", seed=0, image_size=image_size,
                  n_train=max(2 * batch_size, 200))
-    dm = FERDataModule(str(manifest), batch_size=batch_size, seed=0)
-    dm.setup("fit")
-    batch = next(iter(dm.train_dataloader()))
-    batch = dm.on_after_batch_transfer({k: v.to(device) for k, v in batch.items()}, 0)
     names = list(methods or list_methods())
     if "baseline" in names:
         names.remove("baseline")
     names.insert(0, "baseline")
-    steppers = [_Stepper(n, dm, backbone, device) for n in names]
+    configs = method_configs or {}
+    steppers = [_Stepper(n, manifest, batch_size,
+                         {"backbone": backbone, **merged_config(configs, n)}, device)
+                for n in names]
     for s in steppers:  # warm-up and peak memory, one method at a time
         try:
             can_reset = _reset_peak(device)
             for _ in range(warmup):
-                s.step(batch)
+                s.step()
             _sync(device)
             s.peak_mib = _peak_mib(device) if can_reset else float("nan")
         except Exception as err:  # noqa: BLE001 (a failing method is a table row)
@@ -159,9 +172,11 @@ def run_speed(methods: list[str] | None = None, backbone: str = "fer_resnet_smal
             _sync(device)
             start = time.perf_counter()
             for _ in range(per_round):
-                s.step(batch)
+                s.step()
             _sync(device)
             s.times.append((time.perf_counter() - start) / per_round)
+    dm = FERDataModule(str(manifest), batch_size=batch_size, seed=0)
+    dm.setup("fit")
     loader_ips = _loader_throughput(dm, device, batches=max(4, steps // 2))
     base_step = statistics.median(steppers[0].times) if steppers[0].times else float("nan")
     rows = []

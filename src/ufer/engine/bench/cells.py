@@ -12,7 +12,7 @@ import numpy as np
 from ufer.data.manifest import read_manifest
 from ufer.data.noise import scaled_transition, write_noisy_manifest
 from ufer.data.synthetic import generate
-from ufer.engine.bench.config import BenchConfig, cell_dir
+from ufer.engine.bench.config import BenchConfig, cell_dir, method_kwargs, method_of
 from ufer.engine.report import label_uncertainty, training_probs
 from ufer.engine.train import train_method
 from ufer.methods.base import load_method
@@ -61,12 +61,10 @@ def run_cell(cfg: BenchConfig, method: str, rate: float, seed: int, manifest: Pa
     resume = last if last.exists() else None
     if resume is None and run_dir.exists():
         shutil.rmtree(run_dir)
-    kwargs = {"backbone": cfg.backbone, **cfg.method_configs.get("all", {}),
-              **cfg.method_configs.get(method, {})}
     data_kwargs = {"batch_size": cfg.batch_size, "image_size": cfg.image_size}
-    result = train_method(manifest, method, run_dir, cfg.epochs, seed=seed,
-                          method_kwargs=kwargs, data_kwargs=data_kwargs, resume=resume,
-                          **overrides)
+    result = train_method(manifest, method_of(method), run_dir, cfg.epochs, seed=seed,
+                          method_kwargs=method_kwargs(cfg, method), data_kwargs=data_kwargs,
+                          resume=resume, **overrides)
     model, _ = load_method(last)
     _, probs = training_probs(model, manifest, cfg.image_size)
     samples = model.samples

@@ -36,7 +36,9 @@ class BenchConfig:
         out: output folder (data cache, cells, tables, plots).
         manifest: the clean manifest; None with ``preset`` (generated into OUT/data).
         preset: synthetic preset to generate (``tiny``, ``demo``, ``bench-cpu``, ``bench``).
-        methods: registered method names (default: all).
+        methods: registered method names (default: all); ``name@label`` is a variant of
+            method ``name`` with its own ``method_configs`` entry (e.g. ``ldlva@forward``),
+            a row and cells of its own.
         noise: noise rates of the grid.
         seeds: number of seeds (0 .. seeds-1); each seeds the noise, the data order and init.
         protocol: ``symmetric``, ``pairwise`` or a transition-matrix file (.csv/.npy) whose
@@ -82,15 +84,34 @@ class BenchConfig:
                 values[key] = value
         values["methods"] = list(values["methods"] or list_methods())
         known = list_methods()
-        unknown = [m for m in values["methods"] if m not in known]
+        unknown = [m for m in values["methods"] if method_of(m) not in known]
         if unknown:
             raise ValueError(f"unknown method(s) {unknown}; known: {', '.join(known)}")
         for name in values["method_configs"]:
-            if name != "all" and name not in values["methods"]:
+            rows = set(values["methods"]) | {method_of(m) for m in values["methods"]}
+            if name != "all" and name not in rows:
                 raise ValueError(f"--method-config {name}: not a method of this bench "
                                  f"({', '.join(values['methods'])}, or 'all')")
         values["noise"] = sorted(float(r) for r in values["noise"])
         return BenchConfig(**values)
+
+
+def method_of(label: str) -> str:
+    """The registered method of a grid row: ``ldlva@forward`` -> ``ldlva``."""
+    return label.split("@", 1)[0]
+
+
+def merged_config(configs: dict[str, dict[str, Any]], label: str) -> dict[str, Any]:
+    """Constructor arguments of row ``label`` from ``--method-config`` entries: ``all``'s,
+    then the method's own, then (for a variant ``name@x``) the variant's."""
+    return {**configs.get("all", {}), **configs.get(method_of(label), {}),
+            **configs.get(label, {})}
+
+
+def method_kwargs(cfg: BenchConfig, label: str) -> dict[str, Any]:
+    """Constructor arguments of row ``label`` in the grid: the backbone, then
+    ``merged_config``."""
+    return {"backbone": cfg.backbone, **merged_config(cfg.method_configs, label)}
 
 
 def load_method_config(path: str | Path) -> dict[str, Any]:

@@ -23,7 +23,13 @@ from typing import Any
 from ufer._registry import method_class
 from ufer.data.datamodule import FERDataModule
 from ufer.engine.bench.cells import noisy_manifest, prepare_clean, run_cell
-from ufer.engine.bench.config import SCHEDULE_KEYS, BenchConfig, cell_dir, reference_dir
+from ufer.engine.bench.config import (
+    SCHEDULE_KEYS,
+    BenchConfig,
+    cell_dir,
+    method_of,
+    reference_dir,
+)
 from ufer.engine.bench.plots import write_plots
 from ufer.engine.bench.reference import CLEANLAB_MISSING, cleanlab_available, cleanlab_reference
 from ufer.engine.bench.tables import format_bench
@@ -41,7 +47,7 @@ def runnable_methods(cfg: BenchConfig, manifest: Path) -> BenchConfig:
     sizes = FERDataModule(str(manifest)).method_sizes()
     keep = []
     for name in cfg.methods:
-        problem = method_class(name).data_problem(sizes)
+        problem = method_class(method_of(name)).data_problem(sizes)
         if problem:
             print(f"skipping {name}: {problem}", flush=True)
         else:
