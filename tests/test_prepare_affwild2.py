@@ -122,6 +122,8 @@ def test_affwild2_per_task_bad_value_names_its_file(tmp_path):
      ["line 7, column 'valence'", "not the sentinel -5"]),
     ("vid9/00001.jpg,0.1,0.1,2,2,0,0,0,0,0,0,0,0,0,0,0", "image", "value out of range",
      ["line 7, column 'AU01'", "is not an AU occurrence"]),
+    ("../vid9/00001.jpg,0.1,0.1,2," + AU_ON, "image", "malformed row",
+     ["line 7", "value 'cropped_aligned/../vid9/00001.jpg' is not a relative path inside"]),
 ])
 def test_affwild2_bad_rows(tmp_path, extra, setup, kind, fragments):
     root = make_combined(tmp_path / "abaw", extra)

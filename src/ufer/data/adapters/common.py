@@ -427,8 +427,12 @@ class ImageWriter:
         """Write the item's image; return its manifest path, or None when no face is found.
 
         Raises:
-            BadValue: missing or corrupt image, bad face box, or an image listed twice.
+            BadValue: missing or corrupt image, bad face box, an image listed twice, or a
+                name that would leave ``OUT/images``.
         """
+        if Path(item.name).is_absolute() or ".." in Path(item.name).parts:
+            raise BadValue(MALFORMED, "is not a relative path inside the dataset",
+                           value=item.name)
         unchanged = self._unchanged(item)
         name = item.name if unchanged else str(Path(item.name).with_suffix(".png"))
         if name in self.seen:
@@ -583,10 +587,12 @@ def _meta(name: str, root: Path, source: Source, ledger: Ledger, writer: ImageWr
 
 
 def _relative(path: Path, root: Path) -> str:
+    """``path`` relative to ROOT (``ROOT`` for ROOT itself), or as given when outside it."""
     try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
+        relative = path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         return str(path)
+    return "ROOT" if relative == "." else relative
 
 
 def _jsonable(value: Any) -> Any:
