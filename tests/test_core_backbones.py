@@ -81,3 +81,14 @@ def test_normalization_comes_from_the_architecture():
 def test_fer_resnet_small_size():
     n = sum(p.numel() for p in build_backbone("fer_resnet_small").parameters())
     assert 1.1e6 < n < 1.3e6
+
+
+def test_dlib_face_resnet_is_a_backbone_with_its_own_normalization_and_stages():
+    backbone = build_backbone("dlib_face_resnet").eval()
+    mean, std = backbone.normalization
+    assert std == (1.0, 1.0, 1.0) and abs(mean[0] - 122.782 / 255) < 1e-6
+    x = torch.randn(1, 3, 150, 150)
+    with torch.no_grad():
+        pooled = backbone(x)
+        fmap = backbone.forward_until(x, 3)
+        assert torch.allclose(backbone.forward_from(fmap, 3), pooled, atol=1e-5)

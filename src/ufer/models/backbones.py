@@ -18,6 +18,7 @@ from timm.models.resnet import BasicBlock, ResNet
 from torch import Tensor, nn
 
 from ufer.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ufer.models import dlib_resnet  # registers dlib_face_resnet with timm
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class Backbone(nn.Module):
 
     # ----------------------------------------------------------------- stage API
     def _family(self) -> str:
-        if isinstance(self.model, ResNet):
+        if isinstance(self.model, (ResNet, dlib_resnet.DlibFaceResNet)):
             return "resnet"
         if isinstance(self.model, DenseNet):
             return "densenet"
