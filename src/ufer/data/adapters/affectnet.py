@@ -36,9 +36,9 @@ from ufer.data.adapters.common import (
     affect_value,
     class_list,
     csv_fields,
+    data_lines,
     each_row,
     require,
-    text_lines,
     to_float,
     to_int,
 )
@@ -85,8 +85,8 @@ def read(root: Path, ledger: Ledger, *, classes: int = 7, auto: bool = False,
             raise ValueError("--auto and --crop apply to the CSV layout; the train_set/val_set "
                              "layout has no automatic list and its images are face crops")
         return _npy_source(root, ledger, labels)
-    training = root / (AUTO[0] + "/automatically_annotated.csv" if auto
-                       else MANUAL[0] + "/training.csv")
+    training = (root / AUTO[0] / "automatically_annotated.csv" if auto
+                else root / MANUAL[0] / "training.csv")
     lists = [(require(training, "AffectNet training list"), AUTO[1] if auto else MANUAL[1],
               "train"),
              (require(root / MANUAL[0] / "validation.csv", "AffectNet validation list"),
@@ -103,13 +103,6 @@ def read(root: Path, ledger: Ledger, *, classes: int = 7, auto: bool = False,
 
 def _csv_items(file: Path, images: Path, split: str, ledger: Ledger, labels: LabelMap,
                crop: bool) -> Iterator[Item]:
-    rows = text_lines(file)
-    first = next(rows, None)
-    if first is None:
-        return
-    if csv_fields(first[1])[0] != COLUMNS[0]:  # headerless: the first line is data
-        rows = iter([first, *rows])
-
     def parse(line: int, text: str) -> Item | None:
         fields = csv_fields(text)
         if len(fields) != len(COLUMNS):
@@ -129,7 +122,8 @@ def _csv_items(file: Path, images: Path, split: str, ledger: Ledger, labels: Lab
         return Item(image=images / name, name=f"{images.name}/{name}", split=split, label=label,
                     file=file, line=line, values=values, box=box)
 
-    yield from each_row(rows, file, ledger, parse)
+    rows = data_lines(file, lambda text: csv_fields(text)[0] == COLUMNS[0])
+    return each_row(rows, file, ledger, parse)
 
 
 def _npy_source(root: Path, ledger: Ledger, labels: LabelMap) -> Source:

@@ -38,6 +38,7 @@ from ufer.data.adapters.common import (
     au_value,
     class_list,
     csv_fields,
+    data_lines,
     each_row,
     require,
     text_lines,
@@ -103,12 +104,6 @@ def read(root: Path, ledger: Ledger, *, keep_other: bool = False, layout: str = 
 
 def _combined_items(file: Path, split: str, images: Path, ledger: Ledger,
                     labels: LabelMap) -> Iterator[Item]:
-    rows = text_lines(file)
-    first = next(rows, None)
-    if first is not None and not _is_number(csv_fields(first[1])[1:2]):
-        first = None  # the header line
-    rows = iter([first, *rows]) if first is not None else rows
-
     def parse(line: int, text: str) -> Item | None:
         fields = csv_fields(text)
         if len(fields) != 4 + len(AUS):
@@ -121,6 +116,7 @@ def _combined_items(file: Path, split: str, images: Path, ledger: Ledger,
         return Item(image=images / fields[0], name=f"{IMAGES}/{fields[0]}", split=split,
                     label=label, file=file, line=line, values=values)
 
+    rows = data_lines(file, lambda text: not _is_number(csv_fields(text)[1:2]))
     return each_row(rows, file, ledger, parse)
 
 

@@ -333,6 +333,16 @@ def text_lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield number, text.strip()
 
 
+def data_lines(path: Path, is_header: Callable[[str], bool]) -> Iterator[tuple[int, str]]:
+    """``text_lines`` without the first line when ``is_header(first line)`` (for files whose
+    header row is present in some copies and missing in others)."""
+    lines = text_lines(path)
+    first = next(lines, None)
+    if first is not None and not is_header(first[1]):
+        yield first
+    yield from lines
+
+
 def csv_fields(text: str) -> list[str]:
     """One comma-separated line split into stripped fields (no quoting in these formats)."""
     return [f.strip() for f in text.split(",")]
