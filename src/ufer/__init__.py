@@ -1,8 +1,10 @@
 """ufer: facial expression recognition that stays accurate under uncertain labels.
 
 Public API: ``list_methods``, ``create_method``, ``register_method``, ``load_method``,
-``read_manifest``.
+``read_manifest``, ``Recognizer`` (imported on first use).
 """
+from typing import Any
+
 from ufer._registry import create_method, list_methods, register_method
 
 __version__ = "0.1.0"
@@ -22,7 +24,17 @@ def read_manifest(path: str, check_images: bool = True):
     return _read(path, check_images=check_images)
 
 
+def __getattr__(name: str) -> Any:
+    """``ufer.Recognizer`` without importing the inference stack at ``import ufer``."""
+    if name == "Recognizer":
+        from ufer.inference.recognizer import Recognizer
+
+        return Recognizer
+    raise AttributeError(f"module 'ufer' has no attribute {name!r}")
+
+
 __all__ = [
+    "Recognizer",
     "__version__",
     "create_method",
     "list_methods",
