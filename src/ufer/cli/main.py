@@ -24,6 +24,7 @@ VERBS = {
     "prepare": "prepare",
     "annotate": "annotate",
     "weights": "weights",
+    "pretrain": "pretrain",
 }
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import cv2
 import pandas as pd
 
 from ufer.data import schema
-from ufer.data.synthetic import PRESETS, generate
+from ufer.data.synthetic import PRESETS, RAFDB_PRIOR, generate, make_config
 from ufer.engine.plots import contact_sheet
 
 _SHEET_PER_CLASS = 10
@@ -36,6 +37,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--n-test", type=int, help="number of test images (preset default)")
     p.add_argument("--classes", type=int, choices=(7, 8),
                    help="7 basic classes, or 8 with contempt (default: 7)")
+    p.add_argument("--class-prior", type=_prior, metavar="uniform|raf|P1,P2,...",
+                   help="class shares of the splits that are not balanced: uniform, raf "
+                        "(RAF-DB's training shares, 38.9 %% happy ... 2.3 %% fear) or one "
+                        "weight per class (preset default)")
     p.add_argument("--workers", type=int, default=1,
                    help="processes used for drawing; the output does not depend on it "
                         "(default: 1)")
@@ -51,11 +56,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     """Generate, then print counts, annotator-error share, AU prevalence and speed."""
     out: Path = args.out
+    if out.exists() and not out.is_dir():
+        print(f"ufer synth: error: --out {out} is a file, not a folder", file=sys.stderr)
+        return 1
     if out.exists() and any(out.iterdir()) and not args.overwrite:
-        print(f"ufer synth: {out} is not empty; pass --overwrite to write into it")
+        print(f"ufer synth: error: {out} is not empty; pass --overwrite to write into it",
+              file=sys.stderr)
         return 1
     overrides = {k: getattr(args, k) for k in ("image_size", "n_train", "n_val", "n_test",
                                                "classes") if getattr(args, k) is not None}
+    if args.class_prior is not None:
+        overrides["class_prior"] = None if args.class_prior == "uniform" else args.class_prior
+    try:
+        make_config(args.preset, **overrides)
+    except ValueError as err:
+        print(f"ufer synth: error: {err}", file=sys.stderr)
+        return 1
     start = time.perf_counter()
     manifest = generate(out, preset=args.preset, seed=args.seed, workers=args.workers,
                         **overrides)
@@ -67,6 +83,17 @@ def run(args: argparse.Namespace) -> int:
     if args.sheet:
         print(f"contact sheet: {_sheet(frame, classes, manifest.parent, args.sheet)}")
     return 0
+
+
+def _prior(text: str) -> tuple[float, ...] | str:
+    """``uniform``, ``raf`` or comma-separated class weights."""
+    if text in ("uniform", "raf"):
+        return RAFDB_PRIOR if text == "raf" else "uniform"
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected uniform, raf or weights like "
+                                         f"1,2,1,1,1,1,1; got {text!r}") from err
 
 
 def _summary(frame: pd.DataFrame, classes: list[str], threshold: float, manifest: Path,

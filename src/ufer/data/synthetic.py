@@ -38,6 +38,7 @@ __all__ = [
     "annotate",
     "detect_aus",
     "generate",
+    "generate_identities",
     "make_config",
     "render_face",
     "sample_expression",
@@ -47,6 +48,10 @@ __all__ = [
 GENERATOR_VERSION = "ufer-synth-1.1"
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 _IDENTITY_STREAM = 1_000_003  # rng key for identity parameters, apart from the split ids
+# The pretraining set's people and images come from streams of their own, so no person of
+# a pretraining set is a person of any expression dataset (whatever the seeds).
+_PRETRAIN_IDENTITY_STREAM = 2_000_029
+_PRETRAIN_IMAGE_STREAM = 2_000_039
 _CHUNK = 200  # samples per task handed to a worker
 
 # EMFACS-like prototypes: AU -> weight (scaled by the sample's intensity and jitter).
@@ -68,6 +73,12 @@ CIRCUMPLEX: dict[str, tuple[float, float]] = {
 # Pairs annotators confuse most.
 SIMILAR = (("fear", "surprise"), ("anger", "disgust"), ("sad", "neutral"),
            ("contempt", "neutral"), ("contempt", "disgust"))
+
+
+# RAF-DB basic's training-split shares in EMOTIONS7 order (neutral, happy, sad, surprise,
+# fear, disgust, anger): 2524, 4772, 1982, 1290, 281, 717, 705 of 12,271 (peers.md 5.1).
+RAFDB_PRIOR = (2524 / 12271, 4772 / 12271, 1982 / 12271, 1290 / 12271, 281 / 12271,
+               717 / 12271, 705 / 12271)
 
 
 @dataclass
@@ -115,6 +126,12 @@ PRESETS: dict[str, SynthConfig] = {
     "bench-cpu": SynthConfig(n_train=3000, n_val=500, n_test=2000, image_size=48,
                              balanced_splits=("test",)),
     "bench": SynthConfig(n_train=12000, n_val=1500, n_test=3000, image_size=112),
+    # the papers' regime at 48 px: enough images for their batch of 512 (19 steps/epoch)
+    "bench-paper": SynthConfig(n_train=10000, n_val=1000, n_test=2000, image_size=48,
+                               balanced_splits=("train", "test")),
+    # RAF-DB's class shares (train and test), the imbalance real training sets have
+    "bench-raf": SynthConfig(n_train=10000, n_val=1000, n_test=2000, image_size=48,
+                             class_prior=RAFDB_PRIOR),
 }
 
 
@@ -132,6 +149,14 @@ def make_config(preset: str = "demo", **overrides: Any) -> SynthConfig:
     if cfg.class_prior is not None and len(cfg.class_prior) != cfg.classes:
         raise ValueError(f"class_prior has {len(cfg.class_prior)} entries, "
                          f"expected {cfg.classes}")
+    if cfg.class_prior is not None and (min(cfg.class_prior) < 0 or sum(cfg.class_prior) <= 0):
+        raise ValueError(f"class_prior must be non-negative with a positive sum, got "
+                         f"{cfg.class_prior}")
+    if cfg.n_train < 1 or cfg.n_val < 0 or cfg.n_test < 0:
+        raise ValueError(f"need n_train >= 1 and n_val, n_test >= 0; got n_train={cfg.n_train}, "
+                         f"n_val={cfg.n_val}, n_test={cfg.n_test}")
+    if cfg.image_size < 8:
+        raise ValueError(f"image_size must be at least 8 pixels, got {cfg.image_size}")
     return cfg
 
 
@@ -144,6 +169,13 @@ def class_names(cfg: SynthConfig) -> tuple[str, ...]:
 def identity_for(seed: int, identity: int) -> Identity:
     """Face parameters of person ``identity`` (pure function of seed and id)."""
     return sample_identity(np.random.default_rng([seed, _IDENTITY_STREAM, identity]))
+
+
+@lru_cache(maxsize=4096)
+def pretrain_identity(seed: int, identity: int) -> Identity:
+    """Face parameters of pretraining person ``identity``: drawn from a stream no expression
+    dataset uses (``identity_for`` draws theirs), so the two never share a person."""
+    return sample_identity(np.random.default_rng([seed, _PRETRAIN_IDENTITY_STREAM, identity]))
 
 
 def identity_pools(cfg: SynthConfig) -> dict[str, tuple[int, int]]:
@@ -294,6 +326,23 @@ def sample_face(cfg: SynthConfig, seed: int, split: str, index: int
     return params, row
 
 
+def sample_identity_face(cfg: SynthConfig, seed: int, identity: int, index: int) -> FaceParams:
+    """Image ``index`` of pretraining person ``identity``: an expression of a uniformly drawn
+    class (blends, intensity and AU variation as in the expression data) and fresh nuisances.
+    The expression is not recorded: a pretraining set only labels the person."""
+    rng = np.random.default_rng([seed, _PRETRAIN_IMAGE_STREAM, identity, index])
+    ex = sample_expression(rng, cfg, int(rng.integers(len(class_names(cfg)))))
+    return FaceParams(identity=pretrain_identity(seed, identity), aus=ex["aus"],
+                      lateral=ex["lateral"], **_nuisances(rng, cfg))
+
+
+def _write_png(params: FaceParams, size: int, out: Path, rel: str) -> None:
+    ok, png = cv2.imencode(".png", render_face(params, size)[:, :, ::-1])
+    if not ok:
+        raise RuntimeError(f"PNG encoding failed for {rel}")
+    (out / rel).write_bytes(png.tobytes())
+
+
 def _render_chunk(task: tuple[SynthConfig, int, str, int, int, str]) -> list[dict[str, Any]]:
     """Render samples ``start..stop-1`` of a split to PNG files; returns their manifest rows."""
     cfg, seed, split, start, stop, out = task
@@ -301,12 +350,56 @@ def _render_chunk(task: tuple[SynthConfig, int, str, int, int, str]) -> list[dic
     for i in range(start, stop):
         params, row = sample_face(cfg, seed, split, i)
         rel = f"images/{split}/{i:06d}.png"
-        ok, png = cv2.imencode(".png", render_face(params, cfg.image_size)[:, :, ::-1])
-        if not ok:
-            raise RuntimeError(f"PNG encoding failed for {rel}")
-        (Path(out) / rel).write_bytes(png.tobytes())
+        _write_png(params, cfg.image_size, Path(out), rel)
         rows.append({schema.PATH: rel, **row})
     return rows
+
+
+def _render_identity_chunk(task: tuple[SynthConfig, int, int, int, int, str]
+                           ) -> list[dict[str, Any]]:
+    """Render every image of pretraining persons ``start..stop-1``; returns manifest rows
+    (the first ``per_identity`` images of a person train, the rest are held out as ``val``)."""
+    cfg, seed, per_identity, start, stop, out = task
+    rows = []
+    for person in range(start, stop):
+        for k in range(per_identity + cfg.n_val):
+            rel = f"images/{person:05d}/{k:03d}.png"
+            (Path(out) / rel).parent.mkdir(parents=True, exist_ok=True)
+            _write_png(sample_identity_face(cfg, seed, person, k), cfg.image_size, Path(out), rel)
+            rows.append({schema.PATH: rel, schema.SPLIT: "train" if k < per_identity else "val",
+                         schema.LABEL: person})
+    return rows
+
+
+def generate_identities(out: str | Path, identities: int = 400, per_identity: int = 30,
+                        held_out: int = 5, seed: int = 0, image_size: int = 48,
+                        workers: int = 1) -> Path:
+    """The face-recognition stand-in (MS-Celeb-1M's role): ``identities`` synthetic persons
+    disjoint from every expression dataset (``pretrain_identity``), ``per_identity`` training
+    and ``held_out`` validation images each, every expression and nuisance varied; the label
+    is the PERSON (classes ``id00000`` ...), never the expression. Same arguments give
+    byte-identical files. Returns the manifest path.
+    """
+    if identities < 2 or per_identity < 1 or held_out < 1:
+        raise ValueError(f"need >= 2 identities, >= 1 training and >= 1 held-out image each; "
+                         f"got {identities}, {per_identity}, {held_out}")
+    cfg = make_config("demo", image_size=image_size, n_val=held_out)
+    out = Path(out)
+    step = max(1, _CHUNK // (per_identity + held_out))
+    tasks = [(cfg, seed, per_identity, s, min(s + step, identities), str(out))
+             for s in range(0, identities, step)]
+    if workers > 1:
+        with multiprocessing.get_context("spawn").Pool(workers, _init_worker) as pool:
+            parts = pool.map(_render_identity_chunk, tasks, chunksize=1)
+    else:
+        parts = [_render_identity_chunk(t) for t in tasks]
+    frame = pd.DataFrame([row for part in parts for row in part])
+    meta = {"classes": [f"id{i:05d}" for i in range(identities)], "source": "synthetic-identities",
+            "source_version": GENERATOR_VERSION, "seed": seed, "image_size": image_size,
+            "identities": identities, "per_identity": per_identity, "held_out": held_out,
+            "note": "Synthetic persons for identity pretraining (the MS-Celeb-1M stand-in); "
+                    "labels are identities, never expressions."}
+    return write_manifest(frame, meta, out / "manifest.csv")
 
 
 def _init_worker() -> None:

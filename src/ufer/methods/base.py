@@ -67,6 +67,9 @@ class FERMethod(pl.LightningModule):
     method_name = "base"
     #: what ``sample_uncertainty`` is, for tables ("1 - alpha", "lambda", ...)
     uncertainty_name: ClassVar[str] = ""
+    #: the file under configs/paper/ holding the method's paper recipe and switches (the
+    #: bench's paper regime); None for the baseline, which borrows the other methods'
+    paper_config: ClassVar[str | None] = None
 
     def __init__(self, backbone: str = "fer_resnet_small", num_classes: int = 7,
                  num_train: int = 0, num_aus: int = 0, has_va: bool = False,

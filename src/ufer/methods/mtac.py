@@ -114,6 +114,7 @@ class MTAC(FERMethod):
     """
 
     uncertainty_name = "1 - alpha"
+    paper_config = "mtac_rafdb.yaml"
 
     def __init__(self, gamma: Literal["none", "target", "va", "auto"] = "auto",
                  target_branch: bool = True, rank_regularization: bool = False,
@@ -378,6 +379,8 @@ class ULCAG(MTAC):
     AU branch sharing the backbone (multi-task), started after 10 epochs, templates from the
     high-confidence set (eq 8), relabeling one epoch later (ours), total loss of eq 11.
     """
+
+    paper_config = "ulcag_rafdb.yaml"
 
     def __init__(self, gamma: Literal["none", "target", "va", "auto"] = "target",
                  rank_regularization: bool = True, va_branch: bool = False,

@@ -49,6 +49,7 @@ class SCN(FERMethod):
     """
 
     uncertainty_name = "1 - alpha"
+    paper_config = "scn_rafdb.yaml"
 
     def __init__(self, high_fraction: float = 0.7, rank_margin: float = 0.15,
                  rank_weight: float = 1.0, relabel: bool = True, relabel_start: int = 9,

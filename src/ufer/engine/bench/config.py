@@ -20,6 +20,11 @@ PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
                   "noise": [0.0, 0.3], "seeds": 3},
     "bench": {"epochs": 40, "backbone": "resnet18", "batch_size": 64,
               "noise": [0.0, 0.1, 0.2, 0.3], "seeds": 3},
+    # the papers' regime needs their batch of 512 to take enough steps: 10k training images
+    "bench-paper": {"epochs": 30, "backbone": "fer_resnet_small", "batch_size": 128,
+                    "noise": [0.0, 0.3], "seeds": 3},
+    "bench-raf": {"epochs": 30, "backbone": "fer_resnet_small", "batch_size": 128,
+                  "noise": [0.0, 0.3], "seeds": 3},
 }
 # Method arguments that make up the shared schedule: set per method, they break the comparison.
 SCHEDULE_KEYS = ("backbone", "pretrained_path", "optimizer", "lr", "weight_decay", "momentum",
@@ -45,8 +50,15 @@ class BenchConfig:
             off-diagonal pattern is scaled to each rate.
         epochs, backbone, batch_size, image_size: the schedule shared by every cell.
         method_configs: method name (or ``all``) -> constructor keyword arguments.
-        cleanlab: compute the cleanlab reference (out-of-fold baseline, ``folds`` folds).
+        cleanlab: compute the cleanlab reference (out-of-fold baseline, ``folds`` folds,
+            always the scratch schedule).
         data_seed: seed of the generated synthetic data.
+        regime: ``scratch`` (one shared schedule from random weights) or ``paper`` (each
+            method's paper recipe from a pretrained backbone; see ``recipes``).
+        pretrained: the paper regime's backbone weights; None = generated once with
+            ``ufer pretrain`` into OUT/data/pretrain-<backbone>-<size>px.
+        reuse_unverified: reuse cells written before cells recorded their settings (they
+            cannot be checked against this grid).
         jobs: cells trained at once, each in its own process with cores / jobs threads
             (on a 2-core CPU two 1-thread cells do ~1.2x the work of one 2-thread cell);
             a cell's training output then goes to ``OUT/cells/<cell>/train.log``.
@@ -68,6 +80,9 @@ class BenchConfig:
     folds: int = 3
     data_seed: int = 0
     jobs: int = 1
+    regime: str = "scratch"
+    pretrained: str | None = None
+    reuse_unverified: bool = False
 
     def resolved(self) -> BenchConfig:
         """A copy with every None filled from the preset's (or the generic) defaults."""
@@ -93,6 +108,16 @@ class BenchConfig:
                 raise ValueError(f"--method-config {name}: not a method of this bench "
                                  f"({', '.join(values['methods'])}, or 'all')")
         values["noise"] = sorted(float(r) for r in values["noise"])
+        if values["regime"] not in ("scratch", "paper"):
+            raise ValueError(f"unknown regime {values['regime']!r}: scratch | paper")
+        if values["pretrained"] and values["regime"] != "paper":
+            raise ValueError("--pretrained is the paper regime's start; add --regime paper")
+        for name in ("seeds", "epochs", "batch_size", "folds", "jobs"):
+            if values[name] < (2 if name == "folds" else 1):
+                raise ValueError(f"{name} must be at least {2 if name == 'folds' else 1}, "
+                                 f"got {values[name]}")
+        if values["image_size"] is not None and values["image_size"] < 8:
+            raise ValueError(f"image_size must be at least 8 pixels, got {values['image_size']}")
         return BenchConfig(**values)
 
 
@@ -127,13 +152,16 @@ def load_method_config(path: str | Path) -> dict[str, Any]:
     return dict(data)
 
 
-def cell_name(method: str, rate: float, seed: int) -> str:
-    return f"{method}-n{rate:g}-s{seed}"
+def cell_name(label: str, rate: float, seed: int) -> str:
+    return f"{label}-n{rate:g}-s{seed}"
 
 
-def cell_dir(out: str | Path, method: str, rate: float, seed: int) -> Path:
-    """``OUT/cells/<method>-n<rate>-s<seed>``: one cell's run, scores and results.json."""
-    return Path(out) / "cells" / cell_name(method, rate, seed)
+def cell_dir(out: str | Path, label: str, rate: float, seed: int,
+             regime: str = "scratch") -> Path:
+    """``OUT/cells/<label>-n<rate>-s<seed>`` (scratch regime) or
+    ``OUT/cells/paper/<label>-n<rate>-s<seed>``: one cell's run, scores and results."""
+    folder = Path(out) / "cells"
+    return (folder if regime == "scratch" else folder / regime) / cell_name(label, rate, seed)
 
 
 def reference_dir(out: str | Path, rate: float, seed: int) -> Path:

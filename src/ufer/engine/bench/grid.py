@@ -22,7 +22,14 @@ from typing import Any
 
 from ufer._registry import method_class
 from ufer.data.datamodule import FERDataModule
-from ufer.engine.bench.cells import noisy_manifest, prepare_clean, run_cell
+from ufer.data.manifest import read_manifest
+from ufer.engine.bench.cells import (
+    cell_settings,
+    check_settings,
+    noisy_manifest,
+    prepare_clean,
+    run_cell,
+)
 from ufer.engine.bench.config import (
     SCHEDULE_KEYS,
     BenchConfig,
@@ -31,9 +38,16 @@ from ufer.engine.bench.config import (
     reference_dir,
 )
 from ufer.engine.bench.plots import write_plots
-from ufer.engine.bench.reference import CLEANLAB_MISSING, cleanlab_available, cleanlab_reference
+from ufer.engine.bench.recipes import grid_rows
+from ufer.engine.bench.reference import (
+    CLEANLAB_MISSING,
+    cleanlab_available,
+    cleanlab_reference,
+    reference_settings,
+)
 from ufer.engine.bench.tables import format_bench
 from ufer.engine.jobs import run_jobs
+from ufer.engine.pretrain import pretrain
 from ufer.engine.train import set_threads
 
 
@@ -57,13 +71,33 @@ def runnable_methods(cfg: BenchConfig, manifest: Path) -> BenchConfig:
     return replace(cfg, methods=keep)
 
 
+def pretrained_start(cfg: BenchConfig, clean: Path) -> str | None:
+    """The paper regime's backbone weights: ``--pretrained``, or ``ufer pretrain`` run once
+    for the grid's backbone at the data's image size, cached in OUT/data; None in scratch."""
+    if cfg.regime != "paper":
+        return None
+    if cfg.pretrained:
+        if not Path(cfg.pretrained).is_file():
+            raise FileNotFoundError(f"--pretrained {cfg.pretrained}: file not found")
+        return cfg.pretrained
+    size = cfg.image_size or read_manifest(clean, check_images=False).meta.get("image_size")
+    if not size:
+        raise ValueError("the paper regime pretrains at the data's image size: pass "
+                         "--image-size (or --pretrained PATH)")
+    folder = Path(cfg.out) / "data" / f"pretrain-{cfg.backbone}-{size}px"
+    print(f"paper regime: pretrained start {folder} (ufer pretrain, cached)", flush=True)
+    provenance = pretrain(folder, backbone=cfg.backbone, image_size=int(size), seed=cfg.data_seed)
+    return str(folder / provenance["weights"])
+
+
 def run_bench(cfg: BenchConfig, train: bool = True, **overrides: Any) -> dict[str, Any]:
     """Run (or continue) the grid; write OUT/results.json, results.md and plots.
 
     ``overrides`` go to the Trainer (``accelerator``, ``progress`` ...), the same for every
     cell. ``train=False`` trains nothing: the tables cover the finished cells and cleanlab
     references only, and ``results["missing"]`` names the others (a look at a grid that is
-    still running, or one stopped early).
+    still running, or one stopped early). Every cell's settings are checked against what it
+    recorded before anything trains (``cells.check_settings``).
     """
     cfg = cfg.resolved()
     set_threads()
@@ -73,27 +107,41 @@ def run_bench(cfg: BenchConfig, train: bool = True, **overrides: Any) -> dict[st
     cfg = runnable_methods(cfg, clean)
     data_dir = out / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    for name, kwargs in cfg.method_configs.items():
-        changed = [k for k in SCHEDULE_KEYS if k in kwargs]
-        if name != "all" and changed:
-            print(f"warning: --method-config {name} sets {', '.join(changed)}: {name} no longer "
-                  "shares the schedule of the other methods (use all=YAML for every method)",
-                  flush=True)
+    if cfg.regime == "scratch":
+        for name, kwargs in cfg.method_configs.items():
+            changed = [k for k in SCHEDULE_KEYS if k in kwargs]
+            if name != "all" and changed:
+                print(f"warning: --method-config {name} sets {', '.join(changed)}: {name} no "
+                      "longer shares the schedule of the other methods (use all=YAML for every "
+                      "method)", flush=True)
     use_cleanlab = cfg.cleanlab and cleanlab_available()
     if cfg.cleanlab and not use_cleanlab:
         print(f"skipping the cleanlab reference: {CLEANLAB_MISSING}", flush=True)
     start = time.perf_counter()
-    grid = [(m, r, s) for r in cfg.noise for s in range(cfg.seeds) for m in cfg.methods]
+    rows = grid_rows(cfg, pretrained_start(cfg, clean))
     manifests = {(r, s): noisy_manifest(clean, data_dir, cfg.protocol, r, s)
                  for r in cfg.noise for s in range(cfg.seeds)}
-    cell_jobs = [(run_cell, (cfg, m, r, s, manifests[r, s]), cell_dir(out, m, r, s))
-                 for m, r, s in grid]
+    cell_jobs = []
+    for rate in cfg.noise:
+        for seed in range(cfg.seeds):
+            for row in rows:
+                folder = cell_dir(out, row.label, rate, seed, row.regime)
+                settings = cell_settings(cfg, row, rate, seed, manifests[rate, seed])
+                if check_settings(folder, settings, cfg.reuse_unverified,
+                                  record=train) == "unverified":
+                    print(f"{folder.name}: unverified (no recorded settings), reused as asked",
+                          flush=True)
+                cell_jobs.append((run_cell, (cfg, row, rate, seed, manifests[rate, seed]),
+                                  folder))
     reference_jobs = [(cleanlab_reference, (cfg, r, s, manifests[r, s]), reference_dir(out, r, s))
                       for r in cfg.noise for s in range(cfg.seeds)] if use_cleanlab else []
+    for fn, args, folder in reference_jobs:
+        check_settings(folder, reference_settings(*args), cfg.reuse_unverified, record=train)
     todo = [job for job in cell_jobs + reference_jobs if not _finished(job[2])]
     to_train = sum(job[0] is run_cell for job in todo)
-    print(f"{len(grid)} cells, {len(grid) - to_train} done, {to_train} to train"
-          + (f", {cfg.jobs} at a time" if cfg.jobs > 1 else ""), flush=True)
+    print(f"{len(cell_jobs)} cells ({cfg.regime} regime), {len(cell_jobs) - to_train} done, "
+          f"{to_train} to train" + (f", {cfg.jobs} at a time" if cfg.jobs > 1 else ""),
+          flush=True)
     if train:
         run_jobs(todo, cfg.jobs, overrides)
     missing = [folder.relative_to(out).as_posix() for *_, folder in todo if not _finished(folder)]
@@ -105,7 +153,10 @@ def run_bench(cfg: BenchConfig, train: bool = True, **overrides: Any) -> dict[st
     references = [fn(*args) for fn, args, folder in reference_jobs if _finished(folder)]
     config = asdict(cfg)
     config["manifest"] = str(clean)
-    results = {"config": config, "cells": cells, "cleanlab": references,
+    results = {"config": config, "rows": [{"label": r.label, "regime": r.regime,
+                                           "recipe": r.recipe.describe(),
+                                           "recipe_source": r.recipe.source} for r in rows],
+               "cells": cells, "cleanlab": references,
                "cleanlab_note": None if use_cleanlab else
                ("disabled" if not cfg.cleanlab else CLEANLAB_MISSING),
                "trained_now": to_train if train else 0, "missing": missing,

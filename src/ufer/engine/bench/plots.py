@@ -34,7 +34,8 @@ def write_plots(results: dict[str, Any], plots: Path) -> list[Path]:
     curves = {}
     for c in cells:
         if c["rate"] == rate and c["seed"] == 0:
-            s = json.loads((cell_dir(out, c["method"], rate, 0) / "scores.json").read_text())
+            folder = cell_dir(out, c["method"], rate, 0, c.get("regime", "scratch"))
+            s = json.loads((folder / "scores.json").read_text())
             if s["wrong"] is not None:
                 curves[c["method"]] = (np.array(s["score"]), np.array(s["wrong"], bool))
     ref = reference_dir(out, rate, 0) / "scores.json"

@@ -13,6 +13,7 @@ import numpy as np
 from ufer.data import schema
 from ufer.data.dataset import ManifestDataset
 from ufer.data.manifest import read_manifest, write_manifest
+from ufer.engine.bench.cells import data_sha256
 from ufer.engine.bench.config import BenchConfig, reference_dir
 from ufer.engine.evaluate import predict_probs
 from ufer.engine.train import train_method
@@ -72,6 +73,16 @@ def out_of_fold_probs(cfg: BenchConfig, manifest: Path, seed: int, work: Path,
         np.save(cached, fold_probs)
         probs[fold == k] = fold_probs
     return probs
+
+
+def reference_settings(cfg: BenchConfig, rate: float, seed: int, manifest: Path
+                       ) -> dict[str, Any]:
+    """What one cleanlab reference depends on (the scratch schedule, folds, data hash)."""
+    settings = {"reference": "cleanlab", "backbone": cfg.backbone, "epochs": cfg.epochs,
+                "batch_size": cfg.batch_size, "image_size": cfg.image_size, "folds": cfg.folds,
+                "all": cfg.method_configs.get("all", {}), "rate": rate, "seed": seed,
+                "protocol": cfg.protocol, "data_sha256": data_sha256(manifest)}
+    return json.loads(json.dumps(settings, sort_keys=True))
 
 
 def cleanlab_reference(cfg: BenchConfig, rate: float, seed: int, manifest: Path,

@@ -34,6 +34,36 @@ def _row(name: str, by_rate: dict[float, list[float]], rates: list[float], **kw:
     return f"| {name} | " + " | ".join(_mean_std(by_rate.get(r, []), **kw) for r in rates) + " |"
 
 
+REGIME_TEXT = {
+    "scratch": ("Regime **scratch**: every row trains from random weights under one shared "
+                "schedule; methods keep their paper switches (\"paper switches, shared "
+                "schedule\"), not their papers' recipes."),
+    "paper": ("Regime **paper**: each method fine-tunes the pretrained backbone with its own "
+              "paper's recipe and switches; each baseline row got the recipe it names, so "
+              "compare a method with the baseline of its recipe."),
+}
+
+
+def recipe_table(results: dict[str, Any]) -> list[str]:
+    """The regime and recipe of every row, and the start of the paper regime."""
+    rows = results.get("rows") or []
+    if not rows:
+        return []
+    shared = {}
+    for r in rows:
+        shared.setdefault(r["recipe"], []).append(r["label"])
+    lines = ["| row | regime | recipe | rows with this recipe |", "|---|---|---|---|"]
+    lines += [f"| {r['label']} | {r['regime']} | {r['recipe']} | "
+              f"{', '.join(shared[r['recipe']])} |" for r in rows]
+    cfg = results["config"]
+    if cfg.get("regime") == "paper":
+        start = cfg.get("pretrained") or "ufer pretrain, cached in OUT/data"
+        lines += ["", (f"Pretrained start: {start}. The cleanlab reference keeps the scratch "
+                  f"schedule ({cfg['epochs']} epochs, batch {cfg['batch_size']}, from random "
+                  "weights).")]
+    return lines
+
+
 def format_bench(results: dict[str, Any]) -> str:
     """The three Markdown tables of ``results.md``."""
     cfg, cells = results["config"], results["cells"]
@@ -44,17 +74,24 @@ def format_bench(results: dict[str, Any]) -> str:
     rule = "|---|" + "---|" * len(rates)
     lines = [f"# ufer bench: {Path(cfg['manifest']).name}",
              "",
-             (f"{len(methods)} methods x {len(rates)} noise rates ({cfg['protocol']}) x "
-             f"{seeds} seeds; {cfg['epochs']} epochs, backbone {cfg['backbone']}, batch "
-             f"{cfg['batch_size']}, the same data settings and schedule in every cell. "
-             f"mean ± std over seeds."),
-             "", "## Test accuracy (%), final epoch", "", head, rule]
+             (f"{len(methods)} rows x {len(rates)} noise rates ({cfg['protocol']}) x "
+             f"{seeds} seeds; backbone {cfg['backbone']}, image size "
+             f"{cfg.get('image_size') or 'as stored'}, the same data and augmentation in every "
+             f"cell; mean ± std over seeds. " + REGIME_TEXT[cfg.get("regime", "scratch")]),
+             "", *recipe_table(results), "", "## Test accuracy (%), final epoch", "", head,
+             rule]
     if results.get("missing"):
         missing = results["missing"]
         lines[3:3] = ["", (f"**Partial:** {len(missing)} cells or references not finished "
                            f"({', '.join(missing)}); an entry over fewer seeds says n=.")]
     acc = by_method_rate(cells, lambda c: c["test"].get("acc"))
     lines += [_row(m, acc[m], rates, seeds=seeds) for m in methods]
+    lines += ["", "Per seed (test accuracy %, seed 0, 1, ...):", "",
+              "| method | noise | per seed |", "|---|---|---|"]
+    lines += [f"| {m} | {100 * r:g} % | " + " / ".join(
+        f"{100 * c['test']['acc']:.1f}" for c in sorted(cells, key=lambda c: c["seed"])
+        if c["method"] == m and c["rate"] == r and "acc" in c["test"]) + " |"
+        for m in methods for r in rates]
     truth = by_method_rate(cells, lambda c: c["test"].get("acc_clean"))
     if any(v for m in truth.values() for v in m.values()):
         lines += ["", "Against the true labels of the test split (synthetic truth):", "",
