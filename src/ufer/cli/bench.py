@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ufer.data.synthetic import PRESETS
+
 _EPILOG = """\
 The grid is every method x noise rate x seed, each cell trained with the same data
 settings and schedule. Finished cells are kept in OUT/cells/ and skipped when the same
@@ -38,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     data = p.add_mutually_exclusive_group()
     data.add_argument("--manifest", help="clean manifest to benchmark on (your data)")
-    data.add_argument("--preset", choices=("tiny", "demo", "bench-cpu", "bench"),
+    data.add_argument("--preset", choices=sorted(PRESETS),
                       help="generate this synthetic preset into OUT/data and use it; also "
                            "sets the default epochs, backbone, batch size and grid "
                            "(bench-cpu: 70 epochs, fer_resnet_small, batch 128, noise 0,0.3, "
@@ -65,6 +67,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method-config", action="append", default=[], metavar="NAME=YAML",
                    help="constructor arguments of method NAME (or 'all') from YAML: a flat "
                         "mapping or a `ufer train` config's model.init_args; repeatable")
+    p.add_argument("--regime", choices=("scratch", "paper"), default="scratch",
+                   help="scratch: every row from random weights under one shared schedule "
+                        "(the methods' paper switches); paper: each method's own paper recipe "
+                        "(optimizer, schedule, batch size, epochs from configs/paper/) from a "
+                        "pretrained backbone, and the baseline under each recipe of the grid")
+    p.add_argument("--pretrained", default=None, metavar="PATH",
+                   help="paper regime: backbone weights to start from (default: `ufer "
+                        "pretrain` run once into OUT/data, synthetic identities)")
+    p.add_argument("--reuse-unverified", action="store_true",
+                   help="reuse cells written before cells recorded their settings (they cannot "
+                        "be checked against this grid)")
     p.add_argument("--no-cleanlab", action="store_true",
                    help="skip the cleanlab reference (k-fold out-of-fold baseline)")
     p.add_argument("--folds", type=int, default=3, help="cleanlab cross-validation folds")
@@ -110,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
                       protocol=args.protocol, epochs=args.epochs, backbone=args.backbone,
                       batch_size=args.batch_size, image_size=args.image_size,
                       method_configs=configs, cleanlab=not args.no_cleanlab, folds=args.folds,
-                      jobs=args.jobs)
+                      jobs=args.jobs, regime=args.regime, pretrained=args.pretrained,
+                      reuse_unverified=args.reuse_unverified)
     try:
         results = run_bench(cfg, train=not args.no_train, accelerator=args.accelerator)
     except (ValueError, FileNotFoundError) as err:
