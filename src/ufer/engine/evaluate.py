@@ -13,7 +13,7 @@ from ufer.data.dataset import ManifestDataset
 from ufer.data.manifest import read_manifest
 from ufer.data.transforms import preprocess
 from ufer.engine.plots import plot_confusion
-from ufer.methods.base import Normalization, load_method
+from ufer.methods.base import FERMethod, Normalization, load_method
 from ufer.models.net import FERNet
 
 
@@ -29,6 +29,45 @@ def predict_probs(net: FERNet, dataset: ManifestDataset, normalization: Normaliz
         images = preprocess(batch["image"].to(device), *normalization)
         out.append(net(images).softmax(dim=1).cpu())
     return torch.cat(out)
+
+
+@torch.inference_mode()
+def predict_with_uncertainty(method: FERMethod, dataset: ManifestDataset,
+                             batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Softmax probabilities (N, C) of ``method.net`` and a per-image uncertainty (N,),
+    higher = less trustworthy: ``method.inference_uncertainty`` where the method has one,
+    else 1 - the softmax maximum. Also returns what the uncertainty is, in words."""
+    method.eval()
+    device = next(method.net.parameters()).device
+    probs, scores, source = [], [], "softmax maximum"
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        images = preprocess(batch["image"].to(device), *method.normalization)
+        p = method.net(images).softmax(dim=1)
+        own = method.inference_uncertainty(images)
+        if own is not None:
+            source = f"{method.method_name}.inference_uncertainty"
+        probs.append(p.cpu())
+        scores.append((1.0 - p.max(dim=1).values if own is None else own).float().cpu())
+    return torch.cat(probs), torch.cat(scores), source
+
+
+def confidence_subsets(uncertainty: torch.Tensor, correct: torch.Tensor,
+                       fractions: tuple[float, ...] = (0.3, 0.5, 0.7)) -> dict[str, Any]:
+    """Accuracy on the most and the least confident fractions of a test set (POI's table IV).
+
+    Args:
+        uncertainty: (N,) per image, higher = less confident; ties keep dataset order.
+        correct: (N,) bool, the prediction equals the label.
+        fractions: subset sizes as fractions of N (each at least one image).
+
+    Returns:
+        ``{"most_confident": {"30%": acc, ...}, "least_confident": {...}}``.
+    """
+    order = torch.sort(uncertainty, stable=True).indices
+    ranked = correct[order].float()
+    sizes = {f"{round(100 * f)}%": max(1, round(f * len(ranked))) for f in fractions}
+    return {"most_confident": {k: float(ranked[:n].mean()) for k, n in sizes.items()},
+            "least_confident": {k: float(ranked[-n:].mean()) for k, n in sizes.items()}}
 
 
 def summarize(probs: torch.Tensor, labels: torch.Tensor, class_names: list[str],
@@ -59,6 +98,12 @@ def format_table(result: dict[str, Any]) -> str:
     if "accuracy_clean" in result:
         lines.append(f"accuracy vs clean_label (synthetic truth) "
                      f"{100 * result['accuracy_clean']:.2f}%")
+    if "confidence_subsets" in result:
+        subsets = result["confidence_subsets"]
+        for group in ("most_confident", "least_confident"):
+            values = "  ".join(f"{k} {100 * v:.2f}%" for k, v in subsets[group].items())
+            lines.append(f"{group.replace('_', ' '):16s} {values}  (ranked by "
+                         f"{subsets['ranked_by']})")
     return "\n".join(lines)
 
 
@@ -78,8 +123,10 @@ def evaluate(checkpoint: str | Path, manifest: str | Path, split: str = "test",
                          f"{data.num_classes}")
     image_size = image_size or settings.get("image_size")
     dataset = ManifestDataset(data, split, image_size)
-    probs = predict_probs(method.net, dataset, method.normalization, batch_size)
+    probs, uncertainty, ranked_by = predict_with_uncertainty(method, dataset, batch_size)
     result = summarize(probs, dataset.labels, names, dataset.clean_labels)
+    result["confidence_subsets"] = {"ranked_by": ranked_by, **confidence_subsets(
+        uncertainty, probs.argmax(dim=1) == dataset.labels)}
     result.update(checkpoint=str(checkpoint), manifest=str(manifest), split=split,
                   method=method.method_name)
     out = Path(out_dir) if out_dir else Path(checkpoint).resolve().parent.parent / f"eval-{split}"
