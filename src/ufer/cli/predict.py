@@ -50,6 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="smallest detector confidence kept (default: 0.9)")
     p.add_argument("--batch-size", type=int, default=32, help="faces per network call")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for torch (default: torch's choice; 1 is fastest on a "
+                        "busy machine)")
     p.add_argument("--image-size", type=int,
                    help="network input side, for models that do not record it")
     p.set_defaults(func=run)
@@ -96,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
     from ufer.inference.recognizer import results_frame
 
     logging.getLogger("ufer").setLevel(logging.WARNING)  # model-building notes are noise here
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         recognizer = _load(args)
     except (OSError, ValueError, ImportError, KeyError) as exc:
