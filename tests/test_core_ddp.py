@@ -144,6 +144,7 @@ def test_every_method_keeps_per_sample_state_identical_across_processes(tmp_path
         assert bool(r0[f"{name}/outside_broadcast"]), name
     assert int(r0["scn/moved"]) > 0 and int(r0["mtac/moved"]) > 0  # the state really moved
     assert not r0["scn/confidence"].isnan().all()
+    assert not r0["poi/uem"].isnan().all()  # POI's UEM score was written
 
 
 class RelabelEveryBatch(Callback):

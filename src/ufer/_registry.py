@@ -10,7 +10,8 @@ T = TypeVar("T")
 _METHODS: dict[str, type] = {}
 # Modules whose import registers the built-in methods (imported lazily on first lookup);
 # every one must exist: a missing module is an ImportError, never a silent skip.
-BUILTIN_MODULES = ("ufer.methods.baseline", "ufer.methods.scn", "ufer.methods.mtac")
+BUILTIN_MODULES = ("ufer.methods.baseline", "ufer.methods.scn", "ufer.methods.mtac",
+                   "ufer.methods.poi")
 
 
 def register_method(name: str) -> Callable[[type[T]], type[T]]:
