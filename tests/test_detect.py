@@ -71,10 +71,12 @@ def test_aligned_astronaut_lands_on_template(detector, astronaut):
     assert diff < 12, diff
 
 
-@pytest.mark.parametrize("name", ["coffee", "noise"])
+@pytest.mark.parametrize("name", ["coffee", "noise", "tiny"])
 def test_face_free_image_gives_no_face(detector, name):
-    image = (data.coffee() if name == "coffee"
-             else np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8))
+    rng = np.random.default_rng(0)
+    image = {"coffee": data.coffee,
+             "noise": lambda: rng.integers(0, 256, (300, 400, 3), dtype=np.uint8),
+             "tiny": lambda: np.zeros((12, 12, 3), np.uint8)}[name]()  # below min_face_size
     assert detector.detect(image) == []
 
 

@@ -142,6 +142,8 @@ class MTCNNDetector:
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in ``image`` (uint8 (H, W, 3) RGB, not modified), largest box first."""
         check_rgb(image)
+        if min(image.shape[:2]) < self.min_face_size:  # MTCNN's image pyramid would be empty
+            return []
         boxes, probs, points = self._mtcnn.detect(image, landmarks=True)
         return faces_from_mtcnn(boxes, probs, points, self.min_score)
 

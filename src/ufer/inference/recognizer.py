@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -189,8 +190,12 @@ class Recognizer:
         pending: list[tuple[Picture, list[Face | None], list[Tensor]]] = []
         count = 0
         for picture in items:
-            faces, crops = ([], []) if picture.image is None else \
-                self.face_inputs(picture.image, detect)
+            faces, crops = [], []
+            if picture.image is not None:
+                try:
+                    faces, crops = self.face_inputs(picture.image, detect)
+                except (RuntimeError, ValueError) as exc:  # one bad picture never stops a batch
+                    picture = replace(picture, error=f"face detection failed ({exc})")
             pending.append((picture, faces, crops))
             count += len(crops)
             if count >= batch_size:
