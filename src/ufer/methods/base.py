@@ -19,6 +19,7 @@ The base's own ``training_losses`` is plain cross-entropy: the baseline.
 """
 from __future__ import annotations
 
+import bisect
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -243,7 +244,8 @@ class FERMethod(pl.LightningModule):
     def param_groups(self) -> list[dict[str, Any]]:
         """Optimizer groups; weight decay only on weights with dim >= 2 (nanoGPT's rule).
 
-        Methods with heads of their own lr extend this list (``decayed_groups`` helps).
+        Methods with heads of their own lr extend this list (``decayed_groups`` helps); a
+        group with ``"scheduled": False`` keeps its lr under the per-epoch schedules.
         """
         return decayed_groups(self.net.parameters(), self.hparams.lr, self.hparams.weight_decay)
 
@@ -272,11 +274,21 @@ class FERMethod(pl.LightningModule):
                      else torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps))
             return {"scheduler": sched, "interval": "step"}
         if hp.scheduler == "multistep":
-            sched = torch.optim.lr_scheduler.MultiStepLR(opt, hp.milestones or [], hp.lr_decay)
+            def factor(epoch: int) -> float:
+                return hp.lr_decay ** bisect.bisect_right(sorted(hp.milestones or []), epoch)
         elif hp.scheduler == "exponential":
-            sched = torch.optim.lr_scheduler.ExponentialLR(opt, hp.lr_decay)
+            def factor(epoch: int) -> float:
+                return hp.lr_decay ** epoch
         else:
             raise ValueError(f"unknown scheduler {hp.scheduler!r}")
+        if all(g.get("scheduled", True) for g in opt.param_groups):
+            sched = (torch.optim.lr_scheduler.MultiStepLR(opt, hp.milestones or [], hp.lr_decay)
+                     if hp.scheduler == "multistep"
+                     else torch.optim.lr_scheduler.ExponentialLR(opt, hp.lr_decay))
+        else:  # some groups keep their lr: one factor function per group
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, [factor if g.get("scheduled", True) else (lambda epoch: 1.0)
+                      for g in opt.param_groups])
         return {"scheduler": sched, "interval": "epoch"}
 
     # ----------------------------------------------------------------- checkpoints

@@ -56,7 +56,8 @@ log = logging.getLogger(__name__)
 
 _CHOICES = {"gamma": ("none", "target", "va", "auto"), "au_graph": ("data", "random", "ones"),
             "template_from": ("all", "high"), "relabel_scope": ("low", "all"),
-            "loss_form": ("mtac", "ulcag")}
+            "loss_form": ("mtac", "ulcag"), "au_start_mode": ("branch", "gradient"),
+            "template_labels": ("current", "given"), "template_h": ("global", "epoch")}
 
 
 @register_method("mtac")
@@ -110,6 +111,24 @@ class MTAC(FERMethod):
             ULC-AG trains it only after 10 epochs; MTAC from the start (0).
         au_source: where the data's AU labels come from, recorded in hparams and logs:
             ``dataset`` | ``openface`` | ``pseudo`` | ``prior``.
+        au_start_mode: what ``au_start_epoch`` delays. ULC-AG says the AU branch "will not
+            participate in the network optimization until 10 epochs to obtain initial
+            templates"; two readings: ``branch`` (literal, today's default: no AU loss and no
+            templates before it, the head starts from random then) or ``gradient`` (AU head
+            and templates from epoch 0; only the AU loss's gradient into the backbone waits).
+        template_labels: the labels the batch centers of eq 9 group by: ``current`` (the
+            corrected labels, the papers' literal reading; a wrong move shifts the template
+            and can cause more moves) or ``given`` (the labels as given).
+        template_h: eq 10's batch counter h: ``global`` (counted from the first AU-active
+            batch of the run) or ``epoch`` (restarting at every epoch: "h denotes the batch
+            index").
+        au_lr_decay: whether the per-epoch lr schedule (``multistep``/``exponential``) also
+            decays the AU branch's ``au_lr``. The paper names 0.005 "the decayed learning
+            rate" of an Adam optimizer and does not say; True decays it with the rest.
+        relabel_margin: ours, 0 in the paper: eq 12 moves a label only when its own template
+            is farther than the nearest one by more than this cosine distance.
+        relabel_min_val_acc: ours, 0 in the paper: relabeling waits until the validation
+            accuracy has reached this value once (no relabeling while the model is weak).
         **kwargs: the ``FERMethod`` arguments (backbone, sizes, optimizer, schedule).
     """
 
@@ -128,7 +147,11 @@ class MTAC(FERMethod):
                  template_w_min: float = 0.01, relabel: bool = True, relabel_start: int = 10,
                  relabel_scope: Literal["low", "all"] = "low", ramp_H: float = 5.0,
                  loss_form: Literal["mtac", "ulcag"] = "mtac", au_start_epoch: int = 0,
-                 au_source: str = "dataset", **kwargs: Any):
+                 au_source: str = "dataset",
+                 au_start_mode: Literal["branch", "gradient"] = "branch",
+                 template_labels: Literal["current", "given"] = "current",
+                 template_h: Literal["global", "epoch"] = "global", au_lr_decay: bool = True,
+                 relabel_margin: float = 0.0, relabel_min_val_acc: float = 0.0, **kwargs: Any):
         super().__init__(**kwargs)
         for name, choices in _CHOICES.items():
             if locals()[name] not in choices:
@@ -173,8 +196,11 @@ class MTAC(FERMethod):
         self.register_buffer("templates", torch.zeros(num_classes, num_aus))
         self.register_buffer("template_initialized", torch.zeros(num_classes, dtype=torch.bool))
         self.register_buffer("template_step", torch.zeros((), dtype=torch.long))
+        # relabeling allowed (relabel_min_val_acc reached once); saved, so a resume agrees
+        self.register_buffer("relabel_gate", torch.tensor(relabel_min_val_acc <= 0.0))
         self.samples.add("confidence")  # latest alpha per training sample, NaN = unseen
         self._h: int | None = None  # Python mirror of template_step (no device sync per step)
+        self._epoch_h = 0  # batches since the epoch started (template_h="epoch")
 
     # ----------------------------------------------------------------- data statistics
     def setup_from_data(self, datamodule: Any) -> None:
@@ -196,10 +222,17 @@ class MTAC(FERMethod):
                  f"({len(train)} samples, threshold {hp.au_threshold})")
 
     # ----------------------------------------------------------------- training
+    def _au_started(self) -> bool:
+        return self.current_epoch >= self.hparams.au_start_epoch
+
     def _au_on(self) -> bool:
-        return self.au_head is not None and self.current_epoch >= self.hparams.au_start_epoch
+        """The AU branch runs (loss, templates): from au_start_epoch in the ``branch``
+        reading, from the start in the ``gradient`` one."""
+        return self.au_head is not None and (self.hparams.au_start_mode == "gradient"
+                                             or self._au_started())
 
     def forward_train(self, batch: Batch) -> dict[str, Tensor]:
+        hp = self.hparams
         f, logits = self.net.features_and_logits(batch["image"])
         out = {"features": f, "logits": logits}
         out["alpha"] = (torch.sigmoid(self.confidence_head(f)).squeeze(1)
@@ -207,12 +240,14 @@ class MTAC(FERMethod):
         if self.va_head is not None:
             out["va_pred"] = torch.tanh(self.va_head(f))
         if self._au_on():
-            out["au_logits"] = self.au_head(f if self.hparams.au_grad_to_backbone else f.detach())
+            to_backbone = hp.au_grad_to_backbone and self._au_started()
+            out["au_logits"] = self.au_head(f if to_backbone else f.detach())
         return out
 
     def batch_gamma(self, labels: Tensor) -> Tensor:
         """gamma_j = 1 - N_j / N over the batch (all processes' batches together), (C,)."""
-        return class_weights(all_reduce_sum(torch.bincount(labels, minlength=self.hparams.num_classes)))
+        counts = torch.bincount(labels, minlength=self.hparams.num_classes)
+        return class_weights(all_reduce_sum(counts))
 
     def training_losses(self, batch: Batch, out: dict[str, Tensor]) -> dict[str, Tensor]:
         hp = self.hparams
@@ -253,26 +288,39 @@ class MTAC(FERMethod):
         if "au_logits" not in out:
             return
         s, y = out["au_logits"], self.targets(batch)
+        grouped = y if hp.template_labels == "current" else self.samples.original[index]
         high = split_high_low(alpha, hp.high_fraction)
-        sums, counts = batch_centers(s, y, hp.num_classes, alpha,
+        sums, counts = batch_centers(s, grouped, hp.num_classes, alpha,
                                      high if hp.template_from == "high" else None)
         sums, counts = all_reduce_sum(sums), all_reduce_sum(counts)
         if self._h is None:
             self._h = int(self.template_step)
-        w = template_weight(self._h, hp.tau, hp.template_w_min)
+        h = self._h if hp.template_h == "global" else self._epoch_h
+        w = template_weight(h, hp.tau, hp.template_w_min)
         self.templates.copy_(update_templates(self.templates, sums, counts, w,
                                               self.template_initialized))
         self.template_initialized |= counts > 0
         self.template_step += 1
         self._h += 1
-        if self.relabel_active and self.current_epoch >= hp.relabel_start:
+        self._epoch_h += 1
+        if (self.relabel_active and self.current_epoch >= hp.relabel_start
+                and bool(self.relabel_gate)):
             eligible = ~high if hp.relabel_scope == "low" else torch.ones_like(high)
             new = relabel_nearest_template(s, self.templates, y, eligible,
-                                           self.template_initialized)
+                                           self.template_initialized, margin=hp.relabel_margin)
             self.samples.relabel(index, new, self.current_epoch)
 
     def on_train_start(self) -> None:
         self._h = None  # re-read from the (possibly restored) template_step buffer
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_h = 0
+
+    def on_validation_epoch_end(self) -> None:
+        """Open the relabel gate once the validation accuracy reaches relabel_min_val_acc."""
+        if (not bool(self.relabel_gate) and self.trainer.state.fn == "fit"
+                and float(self.val_acc.compute()) >= self.hparams.relabel_min_val_acc):
+            self.relabel_gate.fill_(True)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
@@ -317,7 +365,8 @@ class MTAC(FERMethod):
                  for p in head.parameters()]
         groups = super().param_groups() + decayed_groups(heads, hp.lr, hp.weight_decay)
         if self.au_head is not None:
-            groups += decayed_groups(self.au_head.parameters(), hp.au_lr, hp.weight_decay)
+            au = decayed_groups(self.au_head.parameters(), hp.au_lr, hp.weight_decay)
+            groups += [{**g, "scheduled": hp.au_lr_decay} for g in au]
         return groups
 
 

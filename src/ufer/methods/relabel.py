@@ -73,13 +73,15 @@ def update_templates(
 
 @torch.no_grad()
 def relabel_nearest_template(
-    s: Tensor, templates: Tensor, labels: Tensor, eligible: Tensor, initialized: Tensor
+    s: Tensor, templates: Tensor, labels: Tensor, eligible: Tensor, initialized: Tensor,
+    *, margin: float = 0.0
 ) -> Tensor:
     """Semantic-similarity relabel (MTAC eqs 11-12, ULC-AG eqs 9-10).
 
     dist(s_i, t_j) = 1 - cos(s_i, t_j) over initialized templates. An eligible sample moves
-    to argmin_j dist when dist(s_i, t_{y_i}) > min_j dist (strictly: ties keep the label).
-    A sample whose own class has no template yet keeps its label.
+    to argmin_j dist when dist(s_i, t_{y_i}) > min_j dist + margin (strictly: ties keep the
+    label; ``margin`` 0 is the papers' rule, a positive one is ours). A sample whose own
+    class has no template yet keeps its label.
 
     Args:
         s: (N, M) semantic representations.
@@ -87,6 +89,7 @@ def relabel_nearest_template(
         labels: (N,) int64 current labels.
         eligible: (N,) bool, e.g. the low-confidence group (``relabel_scope="low"``) or all.
         initialized: (C,) bool, True where T_j has been set.
+        margin: cosine distance by which the nearest template must beat the own one.
 
     Returns:
         (N,) int64 new labels.
@@ -95,7 +98,7 @@ def relabel_nearest_template(
     dist = (1.0 - cosine).masked_fill(~initialized.unsqueeze(0), float("inf"))
     nearest_dist, nearest = dist.min(1)
     own = dist.gather(1, labels.unsqueeze(1)).squeeze(1)
-    move = eligible & initialized[labels] & (own > nearest_dist)
+    move = eligible & initialized[labels] & (own > nearest_dist + margin)
     return torch.where(move, nearest, labels)
 
 

@@ -1,0 +1,130 @@
+"""The readings MTAC / ULC-AG leave open, as switches: each changes exactly what it names."""
+import pytest
+import torch
+from conftest import TINY_BACKBONE
+
+from ufer.methods.mtac import MTAC
+from ufer.methods.relabel import relabel_nearest_template
+
+M, C = 3, 3
+
+
+def _mtac(**kwargs) -> MTAC:
+    torch.manual_seed(0)
+    m = MTAC(backbone=TINY_BACKBONE, num_classes=C, num_train=6, num_aus=M, has_va=False,
+             **kwargs)
+    m.samples.reset(torch.tensor([0, 0, 1, 1, 2, 2]))
+    return m
+
+
+def _at_epoch(monkeypatch, epoch: int) -> None:
+    monkeypatch.setattr(MTAC, "current_epoch", property(lambda self: epoch))
+
+
+def _batch() -> dict:
+    g = torch.Generator().manual_seed(1)
+    return {"image": torch.randn(6, 3, 32, 32, generator=g), "index": torch.arange(6),
+            "label": torch.tensor([0, 0, 1, 1, 2, 2]),
+            "au": (torch.rand(6, M, generator=g) > 0.5).float(),
+            "au_mask": torch.ones(6, M, dtype=torch.bool)}
+
+
+def _backbone_grad_of_au_loss(m: MTAC) -> float:
+    out = m.forward_train(_batch())
+    if "au_logits" not in out:
+        return float("nan")
+    m.zero_grad()
+    out["au_logits"].sum().backward()
+    grads = [p.grad for p in m.net.backbone.parameters() if p.grad is not None]
+    return sum(float(g.abs().sum()) for g in grads)
+
+
+@pytest.mark.parametrize("mode", ["branch", "gradient"])
+def test_au_start_mode_delays_what_it_names(monkeypatch, mode):
+    ulcag_like = {"au_grad_to_backbone": True, "au_start_epoch": 10, "au_start_mode": mode}
+    _at_epoch(monkeypatch, 0)
+    early = _backbone_grad_of_au_loss(_mtac(**ulcag_like))
+    _at_epoch(monkeypatch, 10)
+    late = _backbone_grad_of_au_loss(_mtac(**ulcag_like))
+    if mode == "branch":  # literal: no AU branch at all before epoch 10
+        assert early != early  # NaN: no AU logits
+    else:  # the head and templates run from the start; only the backbone gradient waits
+        assert early == 0.0
+    assert late > 0.0  # from epoch 10 the AU loss trains the backbone in both readings
+
+
+def test_template_labels_given_groups_by_the_given_labels(monkeypatch):
+    _at_epoch(monkeypatch, 0)
+    s = torch.eye(3).repeat_interleave(2, dim=0)  # sample i's s = e_{i // 2}
+    out = {"alpha": torch.ones(6), "logits": torch.zeros(6, C), "au_logits": s}
+    batch = {"index": torch.arange(6), "label": torch.tensor([0, 0, 1, 1, 2, 2])}
+    current, given = _mtac(template_labels="current"), _mtac(template_labels="given")
+    for m in (current, given):
+        m.samples.current[1] = 2  # sample 1 was corrected from 0 to 2 earlier
+        m.apply_state_update(batch, out)
+    assert torch.allclose(given.templates, torch.eye(3))  # classes by the given labels
+    # by the current labels class 0 holds sample 0 only, class 2 holds samples 1, 4, 5
+    assert torch.allclose(current.templates[0], torch.tensor([1.0, 0.0, 0.0]))
+    assert torch.allclose(current.templates[2], torch.tensor([1 / 3, 0.0, 2 / 3]))
+
+
+def test_template_h_epoch_restarts_the_update_weight(monkeypatch):
+    out0 = {"alpha": torch.ones(6), "logits": torch.zeros(6, C),
+            "au_logits": torch.eye(3).repeat_interleave(2, dim=0)}
+    out1 = {**out0, "au_logits": 2 * torch.eye(3).flip(1).repeat_interleave(2, dim=0)}
+    batch = {"index": torch.arange(6), "label": torch.tensor([0, 0, 1, 1, 2, 2])}
+    ms = {h: _mtac(template_h=h, template_w_min=0.0, relabel=False) for h in ("global", "epoch")}
+    for epoch, out in ((0, out0), (0, out0), (1, out1)):
+        _at_epoch(monkeypatch, epoch)
+        for m in ms.values():
+            if epoch == 1 and m._epoch_h:
+                m.on_train_epoch_start()
+            m.apply_state_update(batch, out)
+    # global h = 2 at epoch 1: w = exp(-1.8) = 0.165; per-epoch h = 0: w = 1 (a copy)
+    assert torch.allclose(ms["epoch"].templates, out1["au_logits"][::2])
+    w = torch.exp(torch.tensor(-1.8))
+    assert torch.allclose(ms["global"].templates, (1 - w) * torch.eye(3) + w * out1["au_logits"][::2])
+
+
+@pytest.mark.parametrize("decay", [True, False])
+def test_au_lr_decay_switch_keeps_the_au_rate(decay):
+    m = _mtac(optimizer="adam", lr=0.01, au_lr=0.005, scheduler="multistep", milestones=[1],
+              au_lr_decay=decay)
+    config = m.configure_optimizers()
+    opt, sched = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    opt.step()
+    sched.step()  # past the milestone at epoch 1
+    au_ids = {id(p) for p in m.au_head.parameters()}
+    for group in opt.param_groups:
+        is_au = any(id(p) in au_ids for p in group["params"])
+        expected = (0.005 * (0.1 if decay else 1.0)) if is_au else 0.001
+        assert group["lr"] == pytest.approx(expected)
+
+
+def test_relabel_margin_needs_a_clear_winner():
+    templates = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    s = torch.tensor([[0.9, 1.0]])  # cos to t1 (0.743) beats cos to t0 (0.669) by 0.074
+    args = (s, templates, torch.tensor([0]), torch.tensor([True]), torch.tensor([True, True]))
+    assert relabel_nearest_template(*args).tolist() == [1]
+    assert relabel_nearest_template(*args, margin=0.07).tolist() == [1]
+    assert relabel_nearest_template(*args, margin=0.08).tolist() == [0]
+
+
+def test_relabel_waits_for_the_validation_accuracy(monkeypatch):
+    _at_epoch(monkeypatch, 0)
+    m = _mtac(relabel_start=0, relabel_scope="all", relabel_min_val_acc=0.6)
+    out = {"alpha": torch.ones(6), "logits": torch.zeros(6, C),
+           "au_logits": torch.eye(3).flip(1).repeat_interleave(2, dim=0)}
+    batch = {"index": torch.arange(6), "label": torch.tensor([0, 0, 1, 1, 2, 2])}
+    m.templates.copy_(torch.eye(3))
+    m.template_initialized.fill_(True)
+    m.template_step.fill_(1000)
+    m.apply_state_update(batch, out)
+    assert not bool(m.relabel_gate) and int(m.samples.summary()["corrected"]) == 0
+    monkeypatch.setattr(MTAC, "trainer", property(lambda self: type(
+        "T", (), {"state": type("S", (), {"fn": "fit"})()})()))
+    m.val_acc.update(torch.eye(C)[[0, 1, 2, 0]], torch.tensor([0, 1, 2, 1]))  # 3 of 4 right
+    m.on_validation_epoch_end()
+    assert bool(m.relabel_gate)
+    m.apply_state_update(batch, out)
+    assert int(m.samples.summary()["corrected"]) == 4  # samples of classes 0 and 2 swap
