@@ -48,6 +48,10 @@ class FERDataModule(pl.LightningDataModule):
     Attributes:
         normalization: (mean, std) applied to every batch; the method being trained sets it
             to its own (``FERMethod.setup``); ImageNet's until then.
+        neighbours: (N_train, K) int64 training-split indices (-1 = none), or None. A method
+            that wants each training sample's K neighbours' images sets it in
+            ``setup_from_data``; training batches then carry ``neighbour_image``
+            (B, K, 3, H, W), each neighbour augmented exactly like its anchor.
     """
 
     def __init__(self, manifest: str, image_size: int | None = None, batch_size: int = 128,
@@ -65,6 +69,7 @@ class FERDataModule(pl.LightningDataModule):
         self._sets: dict[str, ManifestDataset] = {}
         self.normalization: tuple[tuple[float, ...], tuple[float, ...]] = (IMAGENET_MEAN,
                                                                             IMAGENET_STD)
+        self.neighbours: torch.Tensor | None = None
         self.save_hyperparameters({"manifest": self.manifest_path, "image_size": image_size,
                                    "batch_size": batch_size, "seed": seed,
                                    "augment": asdict(self.augment)})
@@ -127,6 +132,7 @@ class FERDataModule(pl.LightningDataModule):
                           persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
+        self.train_set.neighbours = self.neighbours
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader | list:
@@ -142,18 +148,30 @@ class FERDataModule(pl.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict:
         """uint8 images -> float in [0, 1] -> (augmented when training) -> normalised with
-        ``self.normalization`` (the training-time form of ``transforms.preprocess``)."""
-        mean, std = self.normalization
-        images = to_float(batch["image"])
+        ``self.normalization`` (the training-time form of ``transforms.preprocess``).
+        Neighbour images (B, K, ...) get their anchor's augmentation: slice k is augmented
+        from the same generator state as the anchors, so row b draws what anchor b drew."""
         trainer = self._trainer if hasattr(self, "_trainer") else None
+        seed = None
         if trainer is not None and trainer.training:
-            generator = torch.Generator(device=images.device)
-            generator.manual_seed(hash((self.seed, trainer.current_epoch,
-                                        int(batch["index"][0]))) % (2**63))
-            images = augment_batch(images, self.augment, generator, fill=mean)
-        batch["image"] = normalize(images, mean, std).contiguous(
-            memory_format=torch.channels_last)
+            seed = hash((self.seed, trainer.current_epoch, int(batch["index"][0]))) % (2**63)
+        batch["image"] = self._input(batch["image"], seed)
+        if "neighbour_image" in batch:
+            neighbours = batch["neighbour_image"]
+            batch["neighbour_image"] = torch.stack(
+                [self._input(neighbours[:, k], seed) for k in range(neighbours.shape[1])], dim=1)
         return batch
+
+    def _input(self, images: torch.Tensor, seed: int | None) -> torch.Tensor:
+        """uint8 (B, 3, H, W) -> normalised float, augmented from a generator seeded with
+        ``seed`` (None: not augmented)."""
+        mean, std = self.normalization
+        images = to_float(images)
+        if seed is not None:
+            generator = torch.Generator(device=images.device)
+            generator.manual_seed(seed)
+            images = augment_batch(images, self.augment, generator, fill=mean)
+        return normalize(images, mean, std).contiguous(memory_format=torch.channels_last)
 
 
 def manifest_summary(path: str | Path) -> str:

@@ -30,6 +30,8 @@ class ManifestDataset(Dataset):
     - with AU columns: ``au`` float32 (M,) (missing -> 0), ``au_mask`` bool (M,).
     - with ``dist_*`` columns: ``dist`` float32 (C,).
     - with ``clean_label``: ``clean_label`` int64 scalar.
+    - with ``neighbours`` set: ``neighbour_image`` uint8 (K, 3, H, W), the images of row i's
+      K neighbours ``neighbours[i]`` (zeros where the index is -1).
 
     Args:
         manifest: a validated manifest (``read_manifest``).
@@ -65,13 +67,16 @@ class ManifestDataset(Dataset):
         disk = open_manifest_cache(self.manifest, image_size)
         self._images = disk if disk is not None else (
             self._build_cache() if self._should_cache(cache) else None)
+        #: (N, K) int64 indices into this dataset, or None: set it (``FERDataModule`` does, at
+        #: a method's request) and every item carries its neighbours' images
+        self.neighbours: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.manifest)
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         item = {
-            "image": self._images[i] if self._images is not None else self._load(i),
+            "image": self.image(i),
             "label": self.labels[i],
             "index": torch.tensor(i, dtype=torch.int64),
         }
@@ -83,7 +88,15 @@ class ManifestDataset(Dataset):
             item["dist"] = self._dist[i]
         if self.clean_labels is not None:
             item["clean_label"] = self.clean_labels[i]
+        if self.neighbours is not None:
+            item["neighbour_image"] = torch.stack([
+                self.image(int(j)) if j >= 0 else torch.zeros_like(item["image"])
+                for j in self.neighbours[i]])
         return item
+
+    def image(self, i: int) -> Tensor:
+        """The uint8 (3, H, W) image of row ``i`` (from memory, the image cache or its file)."""
+        return self._images[i] if self._images is not None else self._load(i)
 
     @property
     def cached(self) -> bool:
@@ -93,6 +106,13 @@ class ManifestDataset(Dataset):
     def au_matrix(self) -> tuple[Tensor, Tensor]:
         """AU targets of all rows: (au float32 (N, M), missing -> 0; mask bool (N, M))."""
         return self._au, self._au_mask
+
+    def va_matrix(self) -> tuple[Tensor, Tensor]:
+        """Valence and arousal of all rows: (va float32 (N, 2), missing -> 0; mask bool (N,),
+        True where both are known; all False without VA columns)."""
+        if self._va is None:
+            return torch.zeros(len(self), 2), torch.zeros(len(self), dtype=torch.bool)
+        return self._va, self._va_mask
 
     def _masked(self, columns: list[str]) -> tuple[Tensor, Tensor]:
         """float32 (N, len(columns)) with NaN -> 0, and the known-value mask."""
