@@ -6,6 +6,7 @@ is left out of DDP's per-step buffer broadcast; every registered method is check
 import inspect
 import os
 import socket
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -103,6 +104,24 @@ def _early(cls) -> dict:
                               "relabel_margin": 0.0}.items() if k in params}
 
 
+class _TrainSplit:
+    """What ``setup_from_data`` reads of a training split, without images: VA and AUs of the
+    N samples (the same on both ranks)."""
+
+    au_names = ("AU01", "AU02", "AU04", "AU06")
+
+    def __len__(self) -> int:
+        return N
+
+    def va_matrix(self) -> tuple[torch.Tensor, torch.Tensor]:
+        va = torch.rand(N, 2, generator=torch.Generator().manual_seed(5)) * 2 - 1
+        return va, torch.ones(N, dtype=torch.bool)
+
+    def au_matrix(self) -> tuple[torch.Tensor, torch.Tensor]:
+        au = (torch.rand(N, M, generator=torch.Generator().manual_seed(6)) > 0.5).float()
+        return au, torch.ones(N, M, dtype=torch.bool)
+
+
 def _methods_worker(rank: int, port: int, out: str) -> None:
     from ufer._registry import method_class
 
@@ -115,6 +134,7 @@ def _methods_worker(rank: int, port: int, out: str) -> None:
                      **_early(cls))
         method.samples.reset(torch.arange(N) % C, (torch.arange(N) + 1) % C)
         method.samples.capacity = 6
+        method.setup_from_data(SimpleNamespace(train_set=_TrainSplit()))
         method._ddp_params_and_buffers_to_ignore = ddp_ignored(method)
         ddp = DistributedDataParallel(method)
         broadcast = {id(b) for b in ddp.modules_buffers}
@@ -145,6 +165,7 @@ def test_every_method_keeps_per_sample_state_identical_across_processes(tmp_path
     assert int(r0["scn/moved"]) > 0 and int(r0["mtac/moved"]) > 0  # the state really moved
     assert not r0["scn/confidence"].isnan().all()
     assert not r0["poi/uem"].isnan().all()  # POI's UEM score was written
+    assert not r0["ldlva/bank_probs"].isnan().all()  # LDLVA's bank was written
 
 
 class RelabelEveryBatch(Callback):

@@ -11,7 +11,7 @@ _METHODS: dict[str, type] = {}
 # Modules whose import registers the built-in methods (imported lazily on first lookup);
 # every one must exist: a missing module is an ImportError, never a silent skip.
 BUILTIN_MODULES = ("ufer.methods.baseline", "ufer.methods.scn", "ufer.methods.mtac",
-                   "ufer.methods.poi")
+                   "ufer.methods.poi", "ufer.methods.ldlva")
 
 
 def register_method(name: str) -> Callable[[type[T]], type[T]]:
