@@ -13,6 +13,11 @@ Writes into ``RUN/report/``:
 - ``uncertain.png`` / ``corrected.png``: contact sheets of the lowest-quality and of the
   corrected images, titled ``given->final``;
 - ``curves.png``: loss components, accuracies and label counts per epoch (metrics.csv);
+- ``uncertainty.png`` (methods with a ``sample_uncertainty()``): its histogram, split into
+  wrong and right given labels where the truth is known;
+- ``distributions.csv`` (methods with a ``label_distribution()``, e.g. LDLVA): the samples
+  whose learned distribution moved most from their given label (total variation distance
+  1 - d_i[given]), with the distribution's argmax and every class's share;
 - ``summary.json``: the counts printed by ``format_summary`` and the method's own
   ``diagnostics()`` (MTAC / ULC-AG: how well the AU branch, memory templates and alpha work
   on the training split, next to a probe AU head refitted on the frozen features).
@@ -23,6 +28,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -31,7 +37,7 @@ from ufer.data.manifest import read_manifest
 from ufer.engine.evaluate import predict_probs
 from ufer.engine.plots import contact_sheet
 from ufer.engine.report_plots import correction_matrix, epoch_table, training_curves
-from ufer.methods.base import FERMethod, load_method
+from ufer.methods.base import FERMethod, load_method, uncertainty_stats
 
 
 def label_uncertainty(method: FERMethod, probs: np.ndarray, given: np.ndarray
@@ -57,6 +63,9 @@ def training_probs(method: FERMethod, manifest: str | Path, image_size: int | No
     if len(dataset) != method.samples.num_samples:
         raise ValueError(f"{manifest} has {len(dataset)} training samples but the run's label "
                          f"state holds {method.samples.num_samples}; is it the run's manifest?")
+    stored = method.samples.row_id.cpu().numpy()
+    if stored.any():  # checkpoints from before row ids were recorded cannot be checked
+        dataset.manifest.check_rows(stored)
     return dataset, predict_probs(method.net, dataset, method.normalization, batch_size).numpy()
 
 
@@ -86,6 +95,67 @@ def sample_table(method: FERMethod, dataset: ManifestDataset, probs: np.ndarray)
     table["label_quality"] = np.clip(1.0 - uncertainty, 0.0, 1.0)
     table["is_label_issue"] = corrected | (pred != final)
     return table
+
+
+def uncertainty_histogram(scores: np.ndarray, wrong: np.ndarray | None, name: str,
+                          out_png: str | Path) -> Path:
+    """Histogram of a per-sample uncertainty (n,) of the samples seen, split by ``wrong``
+    (n,) bool (given label wrong) where the truth is known."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    bins = np.histogram_bin_edges(scores, bins=30)
+    groups = {"all samples": scores} if wrong is None else {
+        f"wrong given label ({int(wrong.sum())})": scores[wrong],
+        f"right given label ({int((~wrong).sum())})": scores[~wrong]}
+    for label, values in groups.items():
+        ax.hist(values, bins=bins, alpha=0.6, label=label)
+    ax.set(xlabel=name, ylabel="training samples", title=f"{name} per training sample")
+    ax.legend(fontsize=8)
+    out_png = Path(out_png)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png
+
+
+def distribution_table(dist: np.ndarray, table: pd.DataFrame, names: list[str]
+                       ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The learned label distributions (N, C) (NaN rows: never trained on) next to the given
+    labels of ``sample_table``'s ``table``.
+
+    Returns:
+        (the trained-on samples, most moved first: index, path, given / clean class, the
+        distribution's argmax, ``moved`` = total variation distance to the one-hot given
+        label = 1 - d[given], one ``d_<class>`` column per class; counts: samples, mean
+        moved, how often the argmax differs from the given label and, with the truth, how
+        often it is then the true label, and on wrong given labels how often the argmax is
+        the true one).
+    """
+    known = ~np.isnan(dist).any(axis=1)
+    given = table.original_label.to_numpy()
+    rows = np.flatnonzero(known)
+    moved = 1.0 - dist[rows, given[rows]]
+    top = dist[rows].argmax(axis=1)
+    differs = top != given[rows]
+    stats: dict[str, Any] = {"samples": int(known.sum()),
+                             "mean_moved": float(moved.mean()) if len(rows) else None,
+                             "argmax_differs": int(differs.sum())}
+    columns = ["index", "path", "original_class"]
+    if "clean_label" in table:
+        clean = table.clean_label.to_numpy()[rows]
+        wrong = given[rows] != clean
+        stats["argmax_differs_is_true"] = _share(top[differs] == clean[differs])
+        stats["wrong_given_argmax_true"] = _share(top[wrong] == clean[wrong])
+        columns.append("clean_class")
+    frame = table.iloc[rows][columns].reset_index(drop=True)
+    frame["argmax_class"] = [names[j] for j in top]
+    frame["moved"] = moved
+    for j, name in enumerate(names):
+        frame[f"d_{name}"] = dist[rows, j]
+    return frame.sort_values("moved", ascending=False, kind="stable"), stats
+
+
+def _share(mask: np.ndarray) -> float | None:
+    return float(mask.mean()) if len(mask) else None
 
 
 def _short(name: str) -> str:
@@ -159,10 +229,27 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None,
                else f"1 - {source}",
                "logged_corrected": last_logged(run_dir, "labels/corrected"),
                "labels": counts, "files": [str(p) for p in written]}
+    wrong = None
     if "clean_label" in table:
         wrong = table.original_label != table.clean_label
         summary["wrong_given"] = int(wrong.sum())
         summary["issues_that_are_wrong"] = int((table.is_label_issue & wrong).sum())
+    own = method.sample_uncertainty()
+    if own is not None:
+        scores = own.detach().float().cpu().numpy()
+        seen = ~np.isnan(scores)
+        if seen.any():
+            summary["files"].append(str(uncertainty_histogram(
+                scores[seen], None if wrong is None else wrong.to_numpy()[seen],
+                method.uncertainty_name, out / "uncertainty.png")))
+        summary["uncertainty"] = {"name": method.uncertainty_name, "seen": int(seen.sum()),
+                                  **uncertainty_stats(own, method.samples)}
+    dist = method.label_distribution()
+    if dist is not None:
+        frame, summary["label_distribution"] = distribution_table(
+            dist.detach().float().cpu().numpy(), table, names)
+        frame.head(top).to_csv(out / "distributions.csv", index=False)
+        summary["files"].append(str(out / "distributions.csv"))
     diagnostics = method.diagnostics(dataset)
     if diagnostics:
         summary["diagnostics"] = diagnostics
@@ -183,6 +270,10 @@ def format_summary(summary: dict[str, Any]) -> str:
                      f"{summary['issues_that_are_wrong']} of the issues are wrong labels; "
                      f"{int(lab.get('corrected_right', 0))} corrections right; "
                      f"{int(lab.get('noisy_left', 0))} wrong labels left")
+    if "uncertainty" in summary:
+        lines.append("  uncertainty: " + format_numbers(summary["uncertainty"]))
+    if "label_distribution" in summary:
+        lines.append("  label distributions: " + format_numbers(summary["label_distribution"]))
     if "diagnostics" in summary:
         lines.append("  diagnostics: " + format_numbers(summary["diagnostics"]))
     lines.append(f"  written: {Path(summary['files'][0]).parent}/ "
