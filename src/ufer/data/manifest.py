@@ -6,6 +6,7 @@ value. Inside the package a :class:`Manifest` is trusted: its frame is typed and
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -152,6 +153,29 @@ class Manifest:
     def image_path(self, i: int) -> Path:
         """Resolved image path of row ``i``."""
         return self.root / self.frame[schema.PATH].iat[i]
+
+    def row_ids(self) -> np.ndarray:
+        """int64 (N,): a 64-bit hash of each row's image path and label, in row order. What a
+        run's per-sample state is bound to: another order, path or label changes it."""
+        keys = self.frame[schema.PATH].astype(str) + "\t" + self.frame[schema.LABEL].astype(str)
+        return np.array([int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(),
+                                        "little", signed=True) for k in keys], dtype=np.int64)
+
+    def check_rows(self, ids: np.ndarray) -> None:
+        """Raise a ValueError naming the first row whose (path, label) is not the one ``ids``
+        (a run's ``row_ids`` of this view) recorded, or a different row count."""
+        if len(ids) != len(self):
+            raise ValueError(f"{self.path}: {len(self)} rows here but the run trained on "
+                             f"{len(ids)}; use the manifest the run was trained on")
+        differ = np.flatnonzero(self.row_ids() != ids)
+        if len(differ):
+            i = int(differ[0])
+            raise ValueError(
+                f"{self.path}: row {self.source_row(i)} (line {self.source_row(i) + 2}, path "
+                f"{self.frame[schema.PATH].iat[i]!r}, label {self.frame[schema.LABEL].iat[i]}) is "
+                f"not the row the run trained on there ({len(differ)} of {len(self)} rows "
+                "differ): the manifest was reordered or changed. Use the manifest the run "
+                "was trained on; per-sample state is bound to its rows")
 
     def __len__(self) -> int:
         return len(self.frame)

@@ -37,9 +37,9 @@ from ufer.models.net import FERNet
 Batch = dict[str, Tensor]
 Normalization = tuple[tuple[float, ...], tuple[float, ...]]
 CKPT_KEY = "ufer"
-# Layout of the per-sample store in checkpoints; 1 = before SampleState (``labels.*``,
-# ``confidence`` with -1 for unseen samples), mapped on load.
-STATE_FORMAT = 2
+# Layout of the per-sample store in checkpoints, older ones mapped on load: 1 = before
+# SampleState (``labels.*``, ``confidence`` with -1 for unseen samples); 2 = no ``row_id``.
+STATE_FORMAT = 3
 
 
 class FERMethod(pl.LightningModule):
@@ -201,8 +201,17 @@ class FERMethod(pl.LightningModule):
         self.samples.capacity = datamodule.batch_size
         self.samples.reset(train.labels.to(self.device),
                            None if train.clean_labels is None else
-                           train.clean_labels.to(self.device))
+                           train.clean_labels.to(self.device),
+                           torch.from_numpy(train.manifest.row_ids()).to(self.device))
         self.setup_from_data(datamodule)
+
+    def on_train_start(self) -> None:
+        """A resumed run's per-sample state must belong to these training rows: refuse a
+        manifest that was reordered or changed since (``Manifest.check_rows``)."""
+        dm = getattr(self.trainer, "datamodule", None)
+        stored = self.samples.row_id.cpu().numpy()
+        if dm is not None and stored.any():
+            dm.train_set.manifest.check_rows(stored)
 
     def setup_from_data(self, datamodule: Any) -> None:
         """Hook for statistics of the training split (e.g. MTAC's AU graph); default none."""
@@ -330,14 +339,17 @@ def uncertainty_stats(uncertainty: Tensor | None, samples: LabelState) -> dict[s
 
 
 def upgrade_state_dict(state: dict[str, Tensor]) -> None:
-    """Map a format-1 state dict (before ``SampleState``) onto today's names, in place:
-    ``labels.<field>`` -> ``samples.<field>``; the (N,) ``confidence`` buffer (-1 = unseen)
-    -> ``samples.confidence`` (NaN = unseen)."""
+    """Map an older state dict onto today's names, in place: ``labels.<field>`` ->
+    ``samples.<field>``; the (N,) ``confidence`` buffer (-1 = unseen) ->
+    ``samples.confidence`` (NaN = unseen); a missing ``samples.row_id`` -> zeros (unknown
+    rows: not checked)."""
     for key in [k for k in state if k.startswith("labels.")]:
         state["samples." + key.removeprefix("labels.")] = state.pop(key)
     if "confidence" in state:
         conf = state.pop("confidence").float()
         state["samples.confidence"] = conf.masked_fill(conf < 0, float("nan"))
+    if "samples.row_id" not in state and "samples.original" in state:
+        state["samples.row_id"] = torch.zeros_like(state["samples.original"])
 
 
 def decayed_groups(params: Any, lr: float, weight_decay: float) -> list[dict[str, Any]]:

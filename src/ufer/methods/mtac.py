@@ -311,6 +311,7 @@ class MTAC(FERMethod):
             self.samples.relabel(index, new, self.current_epoch)
 
     def on_train_start(self) -> None:
+        super().on_train_start()
         self._h = None  # re-read from the (possibly restored) template_step buffer
 
     def on_train_epoch_start(self) -> None:

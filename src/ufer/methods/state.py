@@ -145,16 +145,19 @@ class LabelState(SampleState):
         current: the label training uses now; only ``relabel`` changes it.
         clean: the true label where known (synthetic data), else -1.
         corrected_epoch: epoch of the last change of ``current``, -1 if never.
+        row_id: the training row each index stands for (``Manifest.row_ids``: a hash of its
+            path and given label; 0 = unknown), checked on resume and by ``ufer report``.
     """
 
-    LABEL_FIELDS = ("original", "current", "clean", "corrected_epoch")
+    LABEL_FIELDS = ("original", "current", "clean", "corrected_epoch", "row_id")
 
     def __init__(self, num_samples: int, capacity: int = 512):
         super().__init__(num_samples, capacity)
         for name in self.LABEL_FIELDS:
             self.add(name, dtype=torch.long, fill=-1)
 
-    def reset(self, labels: Tensor, clean: Tensor | None = None) -> None:
+    def reset(self, labels: Tensor, clean: Tensor | None = None,
+              row_ids: Tensor | None = None) -> None:
         """Fill from the dataset at the start of a fresh run (a resumed run then loads its own)."""
         if labels.shape != self.original.shape:
             raise ValueError(f"the sample state holds {self.original.numel()} samples but the "
@@ -163,6 +166,7 @@ class LabelState(SampleState):
         self.current.copy_(labels)
         self.clean.copy_(clean if clean is not None else torch.full_like(labels, -1))
         self.corrected_epoch.fill_(-1)
+        self.row_id.copy_(row_ids if row_ids is not None else torch.zeros_like(labels))
 
     def __getitem__(self, index: Tensor) -> Tensor:
         """Current labels of the samples ``index`` (n,)."""
