@@ -24,6 +24,9 @@ VERBS = {
     "prepare": "prepare",
     "annotate": "annotate",
     "weights": "weights",
+    "pseudo-va": "pseudo_va",
+    "predict": "predict",
+    "export": "export",
     "pretrain": "pretrain",
 }
 
