@@ -94,7 +94,8 @@ def test_cache_files_and_sidecar_pointer(tmp_path):
     assert index["count"] == 8 and index["size"] == SIZE
     assert index["paths"][0] == "../img/000.jpg"
     meta = json.loads(schema.sidecar_path(path).read_text())
-    assert meta[CACHE_KEY] == {"index": "cache_24/index.json", "size": SIZE}
+    assert meta[CACHE_KEY] == {"index": "cache_24/index.json", "size": SIZE,
+                               "absolute": str(index_path.resolve())}
     assert meta["classes"] == CLASSES and meta["aus"] == ["AU01", "AU12"]
     assert read_manifest(path).meta[CACHE_KEY]["size"] == SIZE
 
@@ -121,6 +122,25 @@ def test_noisy_copy_and_split_views_find_their_rows_by_path(tmp_path):
     assert reordered.cached
     for i in range(8):
         assert torch.equal(reordered[i]["image"], original[7 - i]["image"])
+
+
+def test_manifest_derived_into_another_folder_still_uses_the_cache(tmp_path):
+    """`ufer noise --out elsewhere/` relocates the image paths and carries the sidecar."""
+    from ufer.data.manifest import relocate_paths
+
+    path = _write_fixture(tmp_path / "data", n=6)
+    cache_manifest(path, SIZE)
+    manifest = read_manifest(path)
+    other = tmp_path / "runs" / "noisy"
+    other.mkdir(parents=True)
+    frame = manifest.frame.assign(**{schema.PATH: relocate_paths(
+        manifest.frame[schema.PATH], manifest.root, other)})
+    moved = read_manifest(write_manifest(frame, manifest.meta, other / "m.csv"))
+    derived = ManifestDataset(moved, image_size=SIZE, cache=False)
+    original = ManifestDataset(manifest, image_size=SIZE, cache=False)
+    assert derived.cached
+    for i in range(6):
+        assert torch.equal(derived[i]["image"], original[i]["image"])
 
 
 def test_changed_image_is_an_error(tmp_path):

@@ -11,10 +11,13 @@ A cache folder (``cache_<SIZE>/`` beside the manifest) holds:
   ``bytes`` and ``mtime_ns`` at caching time, so that a changed image is noticed.
 
 The manifest's sidecar points to it under :data:`CACHE_KEY`:
-``{"image_cache": {"index": "cache_112/index.json", "size": 112}}`` (relative to the
-manifest's folder). :class:`ManifestDataset` then reads images from the cache when its
-``image_size`` equals the cache's size; pixels are exactly those that decoding the files
-at that size gives (the cache is written through the dataset's own decoding).
+``{"image_cache": {"index": "cache_112/index.json", "absolute": "/.../cache_112/index.json",
+"size": 112}}``: ``index`` relative to the manifest's folder (the dataset folder can move),
+``absolute`` for manifests derived from this one (noise, annotations) that carry the
+sidecar into another folder. :class:`ManifestDataset` then reads images from the cache
+when its ``image_size`` equals the cache's size, finding each row by its image's path;
+pixels are exactly those that decoding the files at that size gives (the cache is written
+through the dataset's own decoding).
 """
 from __future__ import annotations
 
@@ -109,7 +112,8 @@ def cache_manifest(manifest_path: str | Path, size: int, workers: int = 2) -> Pa
     """Cache a manifest's images at ``size`` beside it and point its sidecar to the cache.
 
     Writes ``cache_<size>/`` (see :func:`build_cache`) and adds
-    ``"image_cache": {"index": ..., "size": size}`` to the sidecar (other keys kept).
+    ``"image_cache": {"index": ..., "absolute": ..., "size": size}`` to the sidecar (other
+    keys kept).
 
     Returns:
         The path of the cache's ``index.json``.
@@ -119,7 +123,7 @@ def cache_manifest(manifest_path: str | Path, size: int, workers: int = 2) -> Pa
     sidecar = schema.sidecar_path(manifest.path)
     meta = json.loads(sidecar.read_text())
     rel = Path(os.path.relpath(index_path, manifest.root)).as_posix()
-    meta[CACHE_KEY] = {"index": rel, "size": size}
+    meta[CACHE_KEY] = {"index": rel, "absolute": str(index_path.resolve()), "size": size}
     sidecar.write_text(json.dumps(meta, indent=2) + "\n")
     return index_path
 
@@ -178,8 +182,8 @@ def open_manifest_cache(manifest: Manifest, image_size: int | None) -> CachedIma
         log.info("%s: image cache at %s px not used for image_size %s; decoding the image "
                  "files", manifest.path, pointer["size"], image_size)
         return None
-    index_path = manifest.root / pointer["index"]
-    index = _read_index(index_path, sidecar)
+    index_path = _find_index(manifest, pointer, sidecar)
+    index = _read_index(index_path)
     folder = index_path.parent
     images_path = folder / IMAGES_FILE
     if not images_path.is_file():
@@ -189,11 +193,11 @@ def open_manifest_cache(manifest: Manifest, image_size: int | None) -> CachedIma
     if found.dtype != np.uint8 or found.shape != shape:
         raise ManifestError(images_path, f"holds {found.dtype} {found.shape}, the index says "
                             f"uint8 {shape}; rebuild the cache")
-    known = {os.path.normpath(folder / p): k for k, p in enumerate(index["paths"])}
+    known = {os.path.abspath(folder / p): k for k, p in enumerate(index["paths"])}
     rows = np.empty(len(manifest), dtype=np.int64)
     for i in range(len(manifest)):
         file = manifest.image_path(i)
-        row = known.get(os.path.normpath(file))
+        row = known.get(os.path.abspath(file))
         if row is None:
             raise _row_error(manifest, i, f"image {file} is not in the cache {index_path}; "
                              "rebuild it (ufer prepare ... --cache SIZE)")
@@ -206,11 +210,21 @@ def open_manifest_cache(manifest: Manifest, image_size: int | None) -> CachedIma
     return CachedImages(images_path=images_path, rows=rows, size=index["size"])
 
 
-def _read_index(index_path: Path, sidecar: Path) -> dict[str, Any]:
+def _find_index(manifest: Manifest, pointer: dict[str, Any], sidecar: Path) -> Path:
+    """The cache index a sidecar names: relative to the manifest's folder, else at the
+    absolute path recorded when the cache was written."""
+    candidates = [manifest.root / pointer["index"]]
+    if isinstance(pointer.get("absolute"), str):
+        candidates.append(Path(pointer["absolute"]))
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise ManifestError(sidecar, f"'{CACHE_KEY}' points to a missing cache index "
+                        f"{' or '.join(map(str, candidates))}")
+
+
+def _read_index(index_path: Path) -> dict[str, Any]:
     """The parsed, checked ``index.json`` of a cache."""
-    if not index_path.is_file():
-        raise ManifestError(sidecar, f"'{CACHE_KEY}' points to a missing cache index "
-                            f"{index_path}")
     try:
         index = json.loads(index_path.read_text())
     except json.JSONDecodeError as exc:
