@@ -108,3 +108,15 @@ def test_ldlva_center_step_is_wen_et_al():
     close(step, [[-2 / 3, -4 / 3], [0.0, 0.0]])
     # alpha 0.5: a third of the way to the class mean (1, 2)
     assert (centers - 0.5 * step)[0].tolist() == pytest.approx([1 / 3, 2 / 3])
+
+
+def test_ldlva_neighbour_distribution_stays_float32_under_autocast():
+    g = torch.Generator().manual_seed(1)
+    c = torch.rand(4, 8, generator=g)
+    probs = torch.rand(4, 8, 7, generator=g).softmax(-1)
+    one_hot = torch.eye(7)[:4]
+    reference = neighbour_distribution(c, probs, one_hot)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = neighbour_distribution(c, probs, one_hot)
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, reference, rtol=0, atol=0)

@@ -58,10 +58,11 @@ def neighbour_distribution(contribution: Tensor, neighbour_probs: Tensor,
             lambda_i's gradient (eq 9) is exactly 0.
 
     Returns:
-        (B, C), rows summing to 1.
+        (B, C), rows summing to 1, in the inputs' precision (a product and a sum, which
+        autocast leaves alone, where an einsum would run in bfloat16).
     """
     total = contribution.sum(dim=1, keepdim=True)
-    mixed = torch.einsum("bk,bkc->bc", contribution, neighbour_probs)
+    mixed = (contribution.unsqueeze(-1) * neighbour_probs).sum(dim=1)
     return torch.where(total > 0, mixed / total.clamp(min=torch.finfo(total.dtype).tiny),
                        fallback)
 
