@@ -162,3 +162,21 @@ def test_ldlva_configs_parse_and_build():
     paper = dict(vars(_parse(base["paper"]).model.init_args))
     assert (paper["optimizer"], paper["lr"], paper["num_neighbours"], paper["delta"],
             paper["gamma"], paper["lambda_init"]) == ("adam", 0.001, 8, 0.5, 0.1, 0.0)
+
+
+def test_ldlva_diagnostics_bank_vs_forward_distance():
+    m = _method()
+    m.eval()
+    g = torch.Generator().manual_seed(3)
+    train_set = [{"image": torch.randint(0, 256, (3, 32, 32), generator=g, dtype=torch.uint8)}
+                 for _ in range(N)]
+    with torch.no_grad():
+        m.net.classifier.weight.normal_(generator=g)  # predictions that differ per image
+        probs = m.net.classifier(m._features(train_set)).softmax(dim=1)
+    m.samples.bank_probs.copy_(probs)  # the bank holds exactly what the network says now
+    assert m.diagnostics(train_set)["bank_vs_forward_tv"] == 0.0
+    # sample 4's entry replaced by class 2: only sample 0 (neighbours 4, 5; weights equal)
+    # changes, by 1/2 * 1/2 * ||e2 - p4||_1 = (1 - p4[2]) / 2
+    m.samples.bank_probs[4] = torch.tensor(E2)
+    tv = m.diagnostics(train_set)["bank_vs_forward_tv"]
+    assert tv == pytest.approx((1 - probs[4, 2].item()) / 2 / N)

@@ -53,6 +53,7 @@ def test_ldlva_report(tiny_noisy_manifest, tmp_path):
     assert diag["neighbour_coverage"] == 1.0
     assert diag["neighbours_same_true_class"] > diag["neighbours_same_given_class"]
     assert 0 < diag["calibration_same_true_class"] < 1
+    assert 0 <= diag["bank_vs_forward_tv"] <= 1
     assert diag["lambda_auroc_wrong"] == summary["uncertainty"]["auroc_wrong"]
     assert json.loads((out / "summary.json").read_text())["label_distribution"] == stats
     assert "label distributions:" in format_summary(summary)

@@ -230,33 +230,36 @@ class LDLVA(FERMethod):
         if not self.hparams.distribution_targets:
             return out
         index = batch["index"]
-        probs, features, available = self._neighbour_outputs(batch, self.samples.neighbours[index])
-        calibration = (self.calibration(f, features.to(f.dtype))
-                       if self.calibration is not None else None)
-        c = torch.where(available, contributions(self.samples.similarity[index], calibration),
-                        0.0)
-        one_hot = self._one_hot(batch)
-        out["neighbour_distribution"] = neighbour_distribution(c.float(), probs, one_hot)
-        if calibration is not None:
-            out["calibration"] = calibration
+        neighbours = self.samples.neighbours[index]
+        if self.hparams.neighbours == "forward":
+            probs, features, available = self._forwarded(batch, neighbours)
+        else:
+            probs, features, available = self._banked(neighbours)
+        zeta, out["neighbour_distribution"] = self._mixture(
+            f, self.samples.similarity[index], probs, features, available, self._one_hot(batch))
+        if zeta is not None:
+            out["calibration"] = zeta
         return out
 
-    def _neighbour_outputs(self, batch: Batch, neighbours: Tensor
-                           ) -> tuple[Tensor, Tensor | None, Tensor]:
-        """The neighbours' softmax f(x_k) (B, K, C) float32, features v_k (B, K, V) (None
-        without calibration) and which of them are known (B, K) bool; no gradient."""
-        if self.hparams.neighbours == "forward":
-            if "neighbour_image" not in batch:
-                raise ValueError("LDLVA neighbours='forward' needs batches with "
-                                 "'neighbour_image' (FERDataModule delivers them once "
-                                 "setup_from_data has run); use neighbours='bank' otherwise")
-            images = batch["neighbour_image"]
-            b, k = images.shape[:2]
-            with torch.no_grad():
-                v, logits = self.net.features_and_logits(
-                    images.flatten(0, 1).contiguous(memory_format=torch.channels_last))
-            return (logits.float().softmax(dim=1).view(b, k, -1), v.view(b, k, -1),
-                    neighbours >= 0)
+    def _forwarded(self, batch: Batch, neighbours: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The neighbour images' softmax f(x_k) (B, K, C) float32 and features v_k (B, K, V),
+        forwarded without gradient (BatchNorm as the network's mode), and which neighbours
+        exist (B, K) bool."""
+        if "neighbour_image" not in batch:
+            raise ValueError("LDLVA neighbours='forward' needs batches with 'neighbour_image' "
+                             "(FERDataModule delivers them once setup_from_data has run); use "
+                             "neighbours='bank' otherwise")
+        images = batch["neighbour_image"]
+        b, k = images.shape[:2]
+        with torch.no_grad():
+            v, logits = self.net.features_and_logits(
+                images.flatten(0, 1).contiguous(memory_format=torch.channels_last))
+        return logits.float().softmax(dim=1).view(b, k, -1), v.view(b, k, -1), neighbours >= 0
+
+    def _banked(self, neighbours: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
+        """The neighbours' bank entries: softmax (B, K, C) float32, features (B, K, V) float32
+        (None without calibration), zero where not written yet, and which entries are
+        written (B, K) bool."""
         rows = neighbours.clamp(min=0)
         probs = self.samples.bank_probs[rows]
         available = (neighbours >= 0) & ~torch.isnan(probs[..., 0])
@@ -266,6 +269,16 @@ class LDLVA(FERMethod):
             features = torch.where(available.unsqueeze(-1),
                                    self.samples.bank_features[rows].float(), 0.0)
         return probs, features, available
+
+    def _mixture(self, f: Tensor, similarity: Tensor, probs: Tensor, features: Tensor | None,
+                 available: Tensor, one_hot: Tensor) -> tuple[Tensor | None, Tensor]:
+        """zeta (B, K) (eq 3; None without calibration) and d~ (B, C) (eqs 4-5) of anchors
+        with features f (B, V) and labels one_hot (B, C), from their neighbours' similarity
+        s (B, K), softmax (B, K, C), features (B, K, V) and availability (B, K)."""
+        zeta = (self.calibration(f, features.to(f.dtype)) if self.calibration is not None
+                else None)
+        c = torch.where(available, contributions(similarity, zeta), 0.0)
+        return zeta, neighbour_distribution(c.float(), probs, one_hot)
 
     def _one_hot(self, batch: Batch) -> Tensor:
         """l_i of the batch (B, C) float32."""
@@ -349,7 +362,11 @@ class LDLVA(FERMethod):
         - ``lambda_auroc_wrong``, ``lambda_mean_wrong``, ``lambda_mean_right``: lambda as a
           detector of wrong given labels;
         - ``calibration_same_true_class`` / ``calibration_other_true_class``: mean zeta_ik
-          (eq 3, final network) over neighbour pairs of the same / another true class.
+          (eq 3, final network) over neighbour pairs of the same / another true class;
+        - ``bank_vs_forward_tv`` (``bank`` mode): mean total variation distance between the
+          neighbour distributions d~_i (eq 5) built from the bank and the ones ``forward``
+          mode would build with the final network (un-augmented, eval mode), over the
+          samples with a neighbour in the bank.
         """
         if not self.hparams.distribution_targets:
             return {}
@@ -368,13 +385,15 @@ class LDLVA(FERMethod):
         out["neighbours_same_true_class"] = _share(same[truth])
         stats = uncertainty_stats(self.sample_uncertainty(), samples)
         out.update({f"lambda_{k}": v for k, v in stats.items()})
-        if self.calibration is not None and bool(truth.any()):
-            features = self._features(train_set)
-            zeta = torch.cat([self.calibration(features[a], features[o].unsqueeze(1)).squeeze(1)
-                              for a, o in zip(anchor[truth].split(4096),
-                                              other[truth].split(4096))])
-            out["calibration_same_true_class"] = _mean(zeta[same[truth]])
-            out["calibration_other_true_class"] = _mean(zeta[~same[truth]])
+        features = self._features(train_set)
+        zeta, now, _ = self._rebuilt(features, banked=False)
+        if zeta is not None:
+            pair_zeta = zeta[pairs][truth]
+            out["calibration_same_true_class"] = _mean(pair_zeta[same[truth]])
+            out["calibration_other_true_class"] = _mean(pair_zeta[~same[truth]])
+        if self.bank:
+            _, banked, filled = self._rebuilt(features, banked=True)
+            out["bank_vs_forward_tv"] = _mean(0.5 * (banked - now).abs().sum(dim=1)[filled])
         return out
 
     def _features(self, dataset: Any, batch_size: int = 256) -> Tensor:
@@ -386,6 +405,30 @@ class LDLVA(FERMethod):
                  for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False)]
         self.train(was_training)
         return torch.cat(parts)
+
+    def _rebuilt(self, features: Tensor, banked: bool, chunk: int = 4096
+                 ) -> tuple[Tensor | None, Tensor, Tensor]:
+        """Every training sample's zeta (N, K) (None without calibration) and d~ (N, C) with
+        the current network's features (N, V) of the anchors, the neighbours taken from the
+        bank (``banked``) or from the same current features and their softmax (what forward
+        mode builds, here without augmentation), and which samples have a neighbour (N,)."""
+        samples = self.samples
+        probs_now = self.net.classifier(features).softmax(dim=1)
+        one_hot = F.one_hot(samples.original, self.hparams.num_classes).float()
+        parts = []
+        for rows in torch.arange(len(features), device=features.device).split(chunk):
+            neighbours = samples.neighbours[rows]
+            if banked:
+                probs, neighbour_features, available = self._banked(neighbours)
+            else:
+                safe = neighbours.clamp(min=0)
+                probs, neighbour_features, available = (probs_now[safe], features[safe],
+                                                        neighbours >= 0)
+            zeta, d = self._mixture(features[rows], samples.similarity[rows], probs,
+                                    neighbour_features, available, one_hot[rows])
+            parts.append((zeta, d, available.any(dim=1)))
+        zeta = None if self.calibration is None else torch.cat([p[0] for p in parts])
+        return zeta, torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts])
 
     # ----------------------------------------------------------------- optimisation
     def param_groups(self) -> list[dict[str, Any]]:
