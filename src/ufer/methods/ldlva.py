@@ -174,7 +174,7 @@ class LDLVA(FERMethod):
             raise ValueError("num_neighbours must be >= 1 and lambda_init in [0, 1]")
         hp = self.hparams
         dim, classes = self.net.num_features, hp.num_classes
-        self.bank = distribution_targets and neighbours == "bank"
+        self.uses_bank = distribution_targets and neighbours == "bank"
         self.calibration = (CalibrationMLP(dim, calibration_floor)
                             if distribution_targets and adaptive_similarity else None)
         self.samples.add("uncertainty_factor", fill=lambda_init)
@@ -182,7 +182,7 @@ class LDLVA(FERMethod):
         if distribution_targets:
             self.samples.add("neighbours", (num_neighbours,), torch.long, fill=-1)
             self.samples.add("similarity", (num_neighbours,), fill=0.0)  # s_ik (eq 2)
-        if self.bank:
+        if self.uses_bank:
             self.samples.add("bank_probs", (classes,))
             if self.calibration is not None:
                 self.samples.add("bank_features", (dim,), BANK_DTYPES[feature_bank_dtype])
@@ -313,7 +313,7 @@ class LDLVA(FERMethod):
             if hp.uncertainty_factor:
                 step = hp.lambda_lr * uncertainty_factor_gradient(out["logits"], one_hot, mixed)
                 values["uncertainty_factor"] = (lam - step).clamp(0.0, 1.0)
-        if self.bank:
+        if self.uses_bank:
             values["bank_probs"] = out["logits"].softmax(dim=1)
             if self.calibration is not None:
                 values["bank_features"] = out["features"]
@@ -391,7 +391,7 @@ class LDLVA(FERMethod):
             pair_zeta = zeta[pairs][truth]
             out["calibration_same_true_class"] = _mean(pair_zeta[same[truth]])
             out["calibration_other_true_class"] = _mean(pair_zeta[~same[truth]])
-        if self.bank:
+        if self.uses_bank:
             _, banked, filled = self._rebuilt(features, banked=True)
             out["bank_vs_forward_tv"] = _mean(0.5 * (banked - now).abs().sum(dim=1)[filled])
         return out
