@@ -48,3 +48,18 @@ def test_checkpoint_of_another_method_is_refused(tiny_manifest, tmp_path):
 
     with pytest.raises(ValueError, match="written by method 'baseline', not 'other'"):
         Other.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+
+
+def test_checkpoint_loads_without_its_pretrained_file(tiny_manifest, tmp_path):
+    from safetensors.torch import save_file
+
+    from ufer.models.backbones import build_backbone
+
+    weights = tmp_path / "start.safetensors"
+    save_file(build_backbone(TINY_BACKBONE).model.state_dict(), str(weights))
+    train_method(tiny_manifest, "baseline", tmp_path / "run", 1, test=False,
+                 method_kwargs={"backbone": TINY_BACKBONE, "pretrained_path": str(weights)},
+                 data_kwargs={"batch_size": 64}, **tiny_fit_kwargs())
+    weights.unlink()  # e.g. the checkpoint was copied to another machine
+    method, data = load_method(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert data["batch_size"] == 64 and method.net.classifier.out_features == 7

@@ -15,15 +15,13 @@ bundles (built from the bundle's JSON and safetensors), so both run one code pat
 """
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ufer.models.au_graph import AUGraphHead, ones_graph
+from ufer.models.backbones import weights_follow
 from ufer.models.net import FERNet
 
 HEAD_PREFIX = "heads."  # safetensors keys of the heads; FERNet's keys are unprefixed
@@ -91,18 +89,6 @@ class InferenceNetwork(nn.Module):
         return specs
 
 
-@contextmanager
-def _quiet_backbone_log() -> Iterator[None]:
-    """Silence the backbone builder's "training from scratch" note: weights follow."""
-    logger = logging.getLogger("ufer.models.backbones")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def build_network(meta: dict[str, Any], state: dict[str, Tensor]) -> InferenceNetwork:
     """Rebuild an :class:`InferenceNetwork` from bundle metadata and weights (eval mode).
 
@@ -114,7 +100,7 @@ def build_network(meta: dict[str, Any], state: dict[str, Tensor]) -> InferenceNe
     Raises:
         ValueError: a head kind this version does not know, or weights that do not fit.
     """
-    with _quiet_backbone_log():
+    with weights_follow():
         net = FERNet(meta["backbone"], int(meta["num_classes"]))
     specs = meta.get("heads") or {}
     va = au = None

@@ -20,6 +20,7 @@ The base's own ``training_losses`` is plain cross-entropy: the baseline.
 from __future__ import annotations
 
 import bisect
+import pickle
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -32,6 +33,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from ufer.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ufer.methods.state import LabelState, ddp_ignored
 from ufer.metrics import auroc
+from ufer.models.backbones import weights_follow
 from ufer.models.net import FERNet
 
 Batch = dict[str, Tensor]
@@ -360,12 +362,30 @@ def decayed_groups(params: Any, lr: float, weight_decay: float) -> list[dict[str
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a ufer Lightning checkpoint with ``weights_only=True``; name the file on failure."""
+    """Load a ufer Lightning checkpoint weights-only (nothing in the file can run code).
+
+    Raises:
+        FileNotFoundError: no such file (or a folder), named.
+        ValueError: the file is empty, truncated, corrupt, not a PyTorch file, holds
+            objects a weights-only load refuses, or is not a ufer checkpoint; named.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if CKPT_KEY not in ckpt:
+        folder = " (a folder; pass the .ckpt file in it)" if path.is_dir() else ""
+        raise FileNotFoundError(f"checkpoint not found: {path}{folder}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (0 bytes), not a checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"{path} holds objects other than weights and plain values, which are "
+                         "never loaded (loading them could run code from the file); it was not "
+                         "written by ufer") from exc
+    except Exception as exc:  # torch reports a damaged file with many kinds of error
+        detail = str(exc).split(". ")[0].strip()
+        raise ValueError(f"{path} cannot be read as a checkpoint: it is truncated, corrupt or "
+                         f"not a PyTorch file ({type(exc).__name__}: {detail})") from exc
+    if not isinstance(ckpt, dict) or CKPT_KEY not in ckpt:
         raise ValueError(f"{path} is not a ufer checkpoint (no '{CKPT_KEY}' entry)")
     return ckpt
 
@@ -382,8 +402,11 @@ def load_method(path: str | Path, map_location: str = "cpu") -> tuple[FERMethod,
 
     ckpt = read_checkpoint(path)
     cls = method_class(ckpt[CKPT_KEY]["method"])
-    # LightningCLI adds private keys (_class_path, _instantiator) next to the arguments
-    method = cls(**{k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")})
+    # LightningCLI adds private keys (_class_path, _instantiator) next to the arguments; the
+    # pretrained start is not needed (nor maybe present here): the weights follow
+    kwargs = {k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}
+    with weights_follow():
+        method = cls(**{**kwargs, "pretrained_path": None})
     method.on_load_checkpoint(ckpt)
     method.load_state_dict(ckpt["state_dict"])
     return method.to(map_location).eval(), dict(ckpt.get("datamodule_hyper_parameters", {}))

@@ -7,6 +7,8 @@ Pretrained weights are only ever read from a local file (``load_pretrained``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +117,18 @@ class Backbone(nn.Module):
             for layer in model.features[model.feature_ends[stage] + 1:]:
                 feat = layer(feat)
         return model.forward_head(feat, pre_logits=True)
+
+
+@contextmanager
+def weights_follow() -> Iterator[None]:
+    """Inside, building a backbone without ``pretrained_path`` does not log "training from
+    scratch": the network is being rebuilt to receive saved weights (checkpoints, bundles)."""
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def build_backbone(name: str, pretrained_path: str | Path | None = None,
