@@ -125,10 +125,7 @@ def run(args: argparse.Namespace) -> int:
                       method_configs=configs, cleanlab=not args.no_cleanlab, folds=args.folds,
                       jobs=args.jobs, regime=args.regime, pretrained=args.pretrained,
                       reuse_unverified=args.reuse_unverified)
-    try:
-        results = run_bench(cfg, train=not args.no_train, accelerator=args.accelerator)
-    except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"ufer bench: error: {err}") from err
+    results = run_bench(cfg, train=not args.no_train, accelerator=args.accelerator)
     print(Path(results["config"]["out"], "results.md").read_text())
     print(f"written: {results['config']['out']}/results.md, results.json, plots/")
     return 0

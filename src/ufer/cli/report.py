@@ -30,9 +30,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ufer.engine.report import format_summary, write_report
 
-    try:
-        summary = write_report(args.run, args.out, args.manifest, args.top)
-    except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f"ufer report: error: {err}") from err
+    summary = write_report(args.run, args.out, args.manifest, args.top)
     print(format_summary(summary))
     return 0
