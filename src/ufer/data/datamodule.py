@@ -17,8 +17,9 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from ufer.data import schema
 from ufer.data.dataset import ManifestDataset
-from ufer.data.manifest import Manifest, read_manifest
+from ufer.data.manifest import Manifest, ManifestError, read_manifest
 from ufer.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -59,6 +60,9 @@ class FERDataModule(pl.LightningDataModule):
                  augment: AugmentConfig | None = None, seed: int = 0,
                  cache: bool | str = "auto", val_split: str = "val", test_split: str = "test"):
         super().__init__()
+        check_sizes(image_size=image_size, batch_size=batch_size,
+                    eval_batch_size=eval_batch_size, num_workers=num_workers)
+        check_split_names(val_split=val_split, test_split=test_split)
         self.manifest_path = str(manifest)
         self.manifest: Manifest = read_manifest(manifest, check_images=False)
         self.image_size = image_size
@@ -112,11 +116,20 @@ class FERDataModule(pl.LightningDataModule):
     def train_set(self) -> ManifestDataset:
         return self.dataset("train")
 
+    def split_size(self, split: str) -> int:
+        """Rows of ``split`` in the manifest (0 when it has none)."""
+        return int((self.manifest.frame["split"] == split).sum())
+
     def setup(self, stage: str) -> None:
+        """Build the datasets of ``stage``; fitting without training rows is an error."""
+        if stage == "fit" and not self.num_train:
+            raise ManifestError(self.manifest_path, f"has no 'train' rows ("
+                                f"{split_counts(self.manifest)}): nothing to train on; give a "
+                                "manifest with a train split")
         splits = {"fit": ["train", self.val_split], "validate": [self.val_split],
                   "test": [self.test_split], "predict": [self.test_split]}[stage]
         for split in splits:
-            if split in set(self.manifest.frame["split"]):
+            if self.split_size(split):
                 self.dataset(split)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
@@ -136,7 +149,7 @@ class FERDataModule(pl.LightningDataModule):
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader | list:
-        if self.val_split not in set(self.manifest.frame["split"]):
+        if not self.split_size(self.val_split):
             return []
         return self._loader(self.val_split, shuffle=False)
 
@@ -172,6 +185,33 @@ class FERDataModule(pl.LightningDataModule):
             generator.manual_seed(seed)
             images = augment_batch(images, self.augment, generator, fill=mean)
         return normalize(images, mean, std).contiguous(memory_format=torch.channels_last)
+
+
+def check_sizes(**sizes: int | None) -> None:
+    """``image_size`` may be None (keep the stored size); every size must be a positive
+    integer (``num_workers`` may be 0)."""
+    for name, value in sizes.items():
+        low = 0 if name == "num_workers" else 1
+        if value is None and name == "image_size":
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            extra = " or None (keep the stored size)" if name == "image_size" else ""
+            raise ValueError(f"{name} must be an integer >= {low}{extra}, got {value!r}")
+
+
+def split_counts(manifest: Manifest) -> str:
+    """Rows per split in words, e.g. ``train 200, val 50`` (``no rows at all``)."""
+    counts = manifest.frame["split"].value_counts()
+    return ", ".join(f"{name} {counts[name]}" for name in schema.SPLITS if name in counts) \
+        or "no rows at all"
+
+
+def check_split_names(**splits: str) -> None:
+    """Every split named must be one of the manifest schema's splits."""
+    for name, value in splits.items():
+        if value not in schema.SPLITS:
+            raise ValueError(f"{name} {value!r} is not a split; a manifest's splits are "
+                             f"{', '.join(schema.SPLITS)}")
 
 
 def manifest_summary(path: str | Path) -> str:

@@ -286,6 +286,21 @@ def _read_table(path: Path) -> pd.DataFrame:
         raise _parser_error(path, exc) from exc
     except pd.errors.EmptyDataError as exc:
         raise ManifestError(path, "is empty (no header row)") from exc
+    except UnicodeDecodeError as exc:
+        raise _encoding_error(path) from exc
+
+
+def _encoding_error(path: Path) -> ManifestError:
+    """Where a CSV that is not UTF-8 first fails to decode (error path only)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        byte = data[exc.start:exc.start + 1].hex()
+        return ManifestError(path, f"is not UTF-8 text (byte 0x{byte} at offset {exc.start}); "
+                             "save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)", line=line)
+    return ManifestError(path, "is not UTF-8 text; save it as UTF-8")
 
 
 def _parser_error(path: Path, exc: pd.errors.ParserError) -> ManifestError:

@@ -55,7 +55,7 @@ def load_image_tensor(
 
     Args:
         source: file path, PIL image, or array (H, W) grey / (H, W, 3) RGB / (H, W, 4) RGBA,
-            uint8.
+            uint8; 16-bit grey (PNG, or a uint16 array) is scaled to 8 bits.
         image_size: side S of the square output; shrinking uses area averaging, enlarging
             bilinear interpolation. None keeps the size.
 
@@ -68,17 +68,27 @@ def load_image_tensor(
     """
     if isinstance(source, (str, Path)):
         with Image.open(source) as opened:
-            image = opened.convert("RGB")
+            image = to_rgb(opened)
     elif isinstance(source, np.ndarray):
-        image = Image.fromarray(np.ascontiguousarray(source)).convert("RGB")
+        image = to_rgb(Image.fromarray(np.ascontiguousarray(source)))
     else:
-        image = source.convert("RGB")
+        image = to_rgb(source)
     if image_size is not None and image.size != (image_size, image_size):
         shrinking = image_size < min(image.size)
         resample = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
         image = image.resize((image_size, image_size), resample=resample)
     array = np.asarray(image, dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """An 8-bit RGB copy of ``image``. Grey images of 16-bit samples (modes ``I;16*`` and
+    ``I``, as PIL opens 16-bit PNGs) are scaled from [0, 65535] to [0, 255] first: PIL's
+    own conversion clips them at 255, turning a face into a white square."""
+    if image.mode.startswith("I"):
+        wide = np.clip(np.asarray(image, dtype=np.float64), 0, 65535)
+        image = Image.fromarray(np.round(wide / 257.0).astype(np.uint8))
+    return image.convert("RGB")
 
 
 def to_float(images: Tensor) -> Tensor:

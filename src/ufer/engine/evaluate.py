@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ufer import metrics
+from ufer.data.datamodule import check_sizes, check_split_names, split_counts
 from ufer.data.dataset import ManifestDataset
 from ufer.data.manifest import read_manifest
 from ufer.data.transforms import preprocess
@@ -113,14 +114,22 @@ def evaluate(checkpoint: str | Path, manifest: str | Path, split: str = "test",
     """Evaluate a ufer checkpoint on ``split`` of ``manifest``; write JSON, CSV and PNG.
 
     ``image_size`` defaults to the size stored in the checkpoint's data settings, else
-    the manifest's own images.
+    the manifest's own images. Wrong sizes, an unknown or empty split and a checkpoint of
+    another class count are errors naming what to change.
     """
-    method, settings = load_method(checkpoint)
+    check_sizes(image_size=image_size, batch_size=batch_size)
     data = read_manifest(manifest)
+    check_split_names(split=split)
+    rows = int((data.frame["split"] == split).sum())
+    if not rows:
+        raise ValueError(f"{manifest} has no '{split}' rows ({split_counts(data)}): nothing to "
+                         "evaluate; choose another --split")
+    method, settings = load_method(checkpoint)
     names = list(method.hparams.class_names or data.classes)
     if len(names) != data.num_classes:
         raise ValueError(f"{checkpoint} predicts {len(names)} classes but {manifest} has "
-                         f"{data.num_classes}")
+                         f"{data.num_classes}: evaluate it on data with its classes "
+                         f"({', '.join(names)})")
     image_size = image_size or settings.get("image_size")
     dataset = ManifestDataset(data, split, image_size)
     probs, uncertainty, ranked_by = predict_with_uncertainty(method, dataset, batch_size)
