@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ufer._registry import list_methods
+from ufer._registry import list_methods, method_class
 from ufer.data.manifest import read_manifest
 from ufer.data.noise import write_noisy_manifest
 from ufer.data.synthetic import generate
-from ufer.engine.train import set_threads, train_method
+from ufer.engine.train import RUN_LOG, check_max_epochs, holds_run, set_threads, train_method
 
 
 def prepare_demo_data(out: Path, seed: int, rate: float) -> tuple[Path, Path]:
@@ -31,18 +31,23 @@ def prepare_demo_data(out: Path, seed: int, rate: float) -> tuple[Path, Path]:
 
 def run_demo(out: str | Path = "runs/demo", epochs: int = 25, rate: float = 0.3,
              seed: int = 0, methods: list[str] | None = None) -> list[dict[str, Any]]:
-    """Run the demo grid; returns one result dict per trained model."""
-    set_threads()
+    """Run the demo grid; returns one result dict per trained model.
+
+    Every argument is checked, and every run folder is checked to be free, before the
+    data is synthesized: a wrong one fails in a second, not after the first training.
+    Each run writes its detail to ``<run>/train.log``; the console gets one line per epoch.
+    """
     out = Path(out)
+    cells = demo_cells(out, epochs, rate, methods)
+    set_threads()
     start = time.perf_counter()
     clean, noisy = prepare_demo_data(out / "data", seed, rate)
     print(f"data: {clean} and {noisy} ({time.perf_counter() - start:.0f}s)", flush=True)
-    cells = [("baseline", clean, "clean")] + [(m, noisy, f"{rate:.0%} noise")
-                                              for m in (methods or list_methods())]
     results = []
-    for method, manifest, label in cells:
-        run_dir = out / f"{method}-{'clean' if manifest == clean else 'noisy'}"
-        print(f"training {method} on {label} labels -> {run_dir}", flush=True)
+    for method, run_dir, label in cells:
+        manifest = clean if label == "clean" else noisy
+        print(f"training {method} on {label} labels -> {run_dir} (log: {run_dir}/{RUN_LOG})",
+              flush=True)
         result = train_method(manifest, method, run_dir, epochs, seed=seed)
         result["data"] = label
         results.append(result)
@@ -50,6 +55,25 @@ def run_demo(out: str | Path = "runs/demo", epochs: int = 25, rate: float = 0.3,
     print(f"total {time.perf_counter() - start:.0f}s; logs: <run>/metrics.csv and TensorBoard "
           f"(tensorboard --logdir {out}); checkpoints: <run>/checkpoints/last.ckpt")
     return results
+
+
+def demo_cells(out: Path, epochs: int, rate: float,
+               methods: list[str] | None) -> list[tuple[str, Path, str]]:
+    """(method, run folder, training labels) of every demo run, after checking the
+    arguments and that no run folder holds a run already."""
+    check_max_epochs(epochs)
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"--rate must lie in [0, 1], got {rate}")
+    for name in methods or []:
+        method_class(name)  # an unknown name raises, listing the known methods
+    cells = [("baseline", out / "baseline-clean", "clean")] + [
+        (m, out / f"{m}-noisy", f"{rate:.0%} noise") for m in (methods or list_methods())]
+    taken = [str(run_dir) for _, run_dir, _ in cells if holds_run(run_dir)]
+    if taken:
+        what = "holds a run" if len(taken) == 1 else "hold runs"
+        raise FileExistsError(f"{', '.join(taken)} {what} of an earlier demo: pass another "
+                              f"--out, or delete {out} (make clean-runs) to run it again")
+    return cells
 
 
 def format_results(results: list[dict[str, Any]]) -> str:
