@@ -15,6 +15,8 @@ from ufer.engine.bench.tables import by_method_rate
 def write_plots(results: dict[str, Any], plots: Path) -> list[Path]:
     """accuracy_vs_noise.png, corrections.png, detection_roc.png."""
     cells = results["cells"]
+    if not cells:  # nothing finished yet (--no-train on a new grid)
+        return []
     accuracy = by_method_rate(cells, lambda c: c["test"].get("acc"))
     written = [report_plots.accuracy_vs_noise(accuracy, plots / "accuracy_vs_noise.png")]
     corrections = {}
