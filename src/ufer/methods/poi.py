@@ -154,8 +154,9 @@ class POI(FERMethod):
         self.register_buffer("au_index", torch.full((len(PRIOR_AUS),), -1, dtype=torch.long))
         if uem:
             self.samples.add("uem")  # latest 1 - c per training sample, NaN = unseen
-        self.val_acc_p_in = MulticlassAccuracy(hp.num_classes, average="micro")
-        self.val_acc_p_avg = MulticlassAccuracy(hp.num_classes, average="micro")
+        if compare_pin:  # section IV-H: accuracy of P_in and P_avg next to the TRN's
+            self.val_acc_p_in = MulticlassAccuracy(hp.num_classes, average="micro")
+            self.val_acc_p_avg = MulticlassAccuracy(hp.num_classes, average="micro")
 
     @classmethod
     def data_problem(cls, sizes: dict[str, Any]) -> str | None:
