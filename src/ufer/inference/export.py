@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 
 import ufer
 from ufer.inference.detect import ARCFACE_112
-from ufer.inference.network import UNCERTAINTY_POI, InferenceNetwork, build_network
+from ufer.inference.network import InferenceNetwork, build_network
 from ufer.models.net import FERNet
 
 if TYPE_CHECKING:
@@ -63,16 +63,12 @@ def load_trained(source: FERMethod | str | Path) -> tuple[FERMethod, dict[str, A
 def network_from_method(method: FERMethod, heads: bool = True) -> InferenceNetwork:
     """The inference network around a trained method's own modules (shared, not copied).
 
-    ``heads``: include the VA head (``va_head``) and AU graph head (``au_head``) where the
-    method has them. POI's uncertainty needs no weights and is always included for POI.
+    ``heads``: include the method's VA and AU heads (``FERMethod.inference_heads``) where it
+    has them. A weight-free uncertainty (POI's UEM) is always included.
     """
-    va = getattr(method, "va_head", None) if heads else None
-    au = getattr(method, "au_head", None) if heads else None
-    uncertainty = None
-    if method.method_name == "poi":
-        uncertainty = {"kind": UNCERTAINTY_POI, "crop_frac": float(method.hparams.crop_frac),
-                       "name": method.uncertainty_name}
-    return InferenceNetwork(method.net, va, au, uncertainty).eval()
+    spec = method.inference_heads()
+    va, au = (spec.get("va"), spec.get("au")) if heads else (None, None)
+    return InferenceNetwork(method.net, va, au, spec.get("uncertainty")).eval()
 
 
 def bundle_meta(method: FERMethod, network: InferenceNetwork, data: dict[str, Any],

@@ -23,9 +23,9 @@ from torch import Tensor, nn
 from ufer.models.au_graph import AUGraphHead, ones_graph
 from ufer.models.backbones import weights_follow
 from ufer.models.net import FERNet
+from ufer.models.subregions import UEM_KIND, crop_uncertainty
 
 HEAD_PREFIX = "heads."  # safetensors keys of the heads; FERNet's keys are unprefixed
-UNCERTAINTY_POI = "poi_uem"
 
 
 class InferenceNetwork(nn.Module):
@@ -43,8 +43,8 @@ class InferenceNetwork(nn.Module):
         super().__init__()
         self.net = net
         self.heads = nn.ModuleDict({k: m for k, m in (("va", va), ("au", au)) if m is not None})
-        if uncertainty is not None and uncertainty.get("kind") != UNCERTAINTY_POI:
-            raise ValueError(f"unknown uncertainty {uncertainty!r}; known: {UNCERTAINTY_POI}")
+        if uncertainty is not None and uncertainty.get("kind") != UEM_KIND:
+            raise ValueError(f"unknown uncertainty {uncertainty!r}; known: {UEM_KIND}")
         self.uncertainty = uncertainty
 
     @property
@@ -65,8 +65,6 @@ class InferenceNetwork(nn.Module):
         if "au" in self.heads:
             out["au_probs"] = torch.sigmoid(self.heads["au"](features))
         if self.uncertainty:
-            from ufer.models.subregions import crop_uncertainty
-
             out["uncertainty"] = crop_uncertainty(self.net, x, self.uncertainty["crop_frac"])
         return out
 

@@ -168,6 +168,14 @@ class FERMethod(pl.LightningModule):
         without one (``ufer evaluate`` then ranks by the softmax maximum)."""
         return None
 
+    def inference_heads(self) -> dict[str, Any]:
+        """What inference and export may run beside ``self.net`` without the training code:
+        ``va`` (a Linear D -> 2, read through tanh), ``au`` (an ``AUGraphHead``, read through
+        a sigmoid) and ``uncertainty`` (a weight-free test-time score from ``self.net``
+        alone, described as a dict, e.g. POI's ``{"kind": "poi_uem", "crop_frac": k}``);
+        {} by default. The class output is always ``self.net``'s."""
+        return {}
+
     @torch.no_grad()
     def auxiliary_outputs(self, images: Tensor) -> dict[str, Tensor]:
         """What the training-only heads predict for normalised images (B, 3, H, W), for

@@ -349,6 +349,10 @@ class MTAC(FERMethod):
             out["au_probs"] = torch.sigmoid(self.au_head(f))
         return out
 
+    def inference_heads(self) -> dict[str, Any]:
+        """The VA head and the AU graph head, where those branches exist."""
+        return {k: m for k, m in (("va", self.va_head), ("au", self.au_head)) if m is not None}
+
     def diagnostics(self, train_set: Any) -> dict[str, Any]:
         """The memory-template diagnostics (``mtac_diagnostics.template_diagnostics``, with a
         600-step probe AU head) on the un-augmented training split; {} without AU branch."""

@@ -45,6 +45,7 @@ from ufer.methods.base import Batch, FERMethod, decayed_groups
 from ufer.methods.state import unused_parameters_term
 from ufer.models.subregions import (
     SHARED_STAGE,
+    UEM_KIND,
     PriorInferenceNetwork,
     corner_crops,
     crop_uncertainty,
@@ -275,6 +276,11 @@ class POI(FERMethod):
     def inference_uncertainty(self, images: Tensor) -> Tensor:
         """The UEM's 1 - c from the TRN alone (``self.net``) on its four crops (table IV)."""
         return crop_uncertainty(self.net, images, self.hparams.crop_frac)
+
+    def inference_heads(self) -> dict[str, Any]:
+        """No heads: the UEM needs only ``self.net`` (``crop_uncertainty``)."""
+        return {"uncertainty": {"kind": UEM_KIND, "crop_frac": float(self.hparams.crop_frac),
+                                "name": self.uncertainty_name}}
 
     # ----------------------------------------------------------------- evaluation
     def _eval_step(self, batch: Batch, prefix: str) -> None:

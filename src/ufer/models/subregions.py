@@ -33,6 +33,7 @@ from ufer.models.net import FERNet
 SHARED_STAGE = 3  # "Conv1~Conv4" (ResNet naming) = timm stages 0..3 (peers.md 1.2)
 REGIONS = ("top_left", "top_right", "bottom_left", "bottom_right")  # r = 1..4 of eq 2
 BRANCH_AUS = (EYE_AUS, MOUTH_AUS)  # P1 (eye) carries the top crops, P2 (mouth) the bottom ones
+UEM_KIND = "poi_uem"  # how bundles and inference name crop_uncertainty
 
 
 def crop_size(size: int, crop_frac: float) -> int:
