@@ -15,6 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from ufer.cli.main import main
+from ufer.hashing import file_sha256
 from ufer.models import convert_faceapi as conv
 
 # face-api's layer names in manifest order, and the ufer module each becomes (an explicit
@@ -118,8 +119,8 @@ def test_converts_quantised_and_float_tensors_exactly(package, tmp_path):
         assert torch.equal(state[key], tensor), key
     provenance = json.loads(result.provenance.read_text())
     assert provenance["output"]["parameters"] == 5_614_592
-    assert provenance["output"]["sha256"] == conv.sha256_file(result.weights)
-    assert provenance["tarball"]["sha256"] == conv.sha256_file(tarball)
+    assert provenance["output"]["sha256"] == file_sha256(result.weights)
+    assert provenance["tarball"]["sha256"] == file_sha256(tarball)
     assert set(provenance["sources"]) == {
         f"package/model/{conv.MANIFEST}", "package/LICENSE",
         "package/model/face_recognition_model-shard1",
@@ -129,7 +130,7 @@ def test_converts_quantised_and_float_tensors_exactly(package, tmp_path):
     with safe_open(result.weights, "pt") as handle:
         assert json.loads(handle.metadata()["source"])["version"] == conv.VERSION
     again = conv.convert_tarball(tarball, tmp_path / "again", expected_sha256=None)
-    assert conv.sha256_file(again.weights) == conv.sha256_file(result.weights)  # reproducible
+    assert file_sha256(again.weights) == file_sha256(result.weights)  # reproducible
 
 
 def test_manifest_and_bin_that_disagree_are_refused(tmp_path):

@@ -10,7 +10,6 @@ result is ``OUT/backbone.safetensors`` (timm names, what ``pretrained_path`` loa
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -23,19 +22,11 @@ from ufer.data.manifest import read_manifest
 from ufer.data.synthetic import generate_identities
 from ufer.engine.evaluate import predict_probs
 from ufer.engine.train import train_method
+from ufer.hashing import file_sha256
 from ufer.methods.base import load_method
 
 WEIGHTS = "backbone.safetensors"
 PROVENANCE = "provenance.json"
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def pretrain(out: str | Path, backbone: str = "fer_resnet_small", identities: int = 400,

@@ -21,7 +21,6 @@ metadata as ``metadata_props`` (each value JSON-encoded), written after saving s
 from __future__ import annotations
 
 import datetime
-import hashlib
 import importlib.util
 import json
 import subprocess
@@ -33,6 +32,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import ufer
+from ufer.hashing import file_sha256
 from ufer.inference.detect import ARCFACE_112
 from ufer.inference.network import InferenceNetwork, build_network
 from ufer.models.net import FERNet
@@ -90,7 +90,7 @@ def bundle_meta(method: FERMethod, network: InferenceNetwork, data: dict[str, An
         "provenance": {
             "training_data": _training_record(data, sidecar),
             "checkpoint": None if checkpoint is None else str(checkpoint),
-            "checkpoint_sha256": None if checkpoint is None else _sha256(checkpoint),
+            "checkpoint_sha256": None if checkpoint is None else file_sha256(checkpoint),
             **_git_state(),
             "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"),
@@ -152,14 +152,6 @@ def _au_names(network: InferenceNetwork, manifest: Manifest | None) -> list[str]
     count = network.head_specs()["au"]["num_aus"]
     names = manifest.au_names if manifest is not None else []
     return names if len(names) == count else [f"au_{k}" for k in range(count)]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _git_state() -> dict[str, Any]:

@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ufer.hashing import file_sha256
+
 PACKAGE = "@vladmandic/face-api"
 VERSION = "1.7.15"
 TARBALL_NAME = f"vladmandic-face-api-{VERSION}.tgz"
@@ -65,15 +67,6 @@ class FetchResult:
     weights: Path
     provenance: Path
     converted: bool
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def ufer_name(faceapi_name: str) -> str:
@@ -229,7 +222,7 @@ def convert_tarball(tarball: str | Path, out: str | Path,
     """
     start = time.perf_counter()
     tarball, out = Path(tarball), Path(out)
-    tarball_sha = sha256_file(tarball)
+    tarball_sha = file_sha256(tarball)
     if expected_sha256 is not None and tarball_sha != expected_sha256:
         raise FetchError(f"{tarball}: sha256 {tarball_sha}, expected {expected_sha256} for "
                          f"{PACKAGE} {VERSION}; not the published package")
@@ -249,7 +242,7 @@ def convert_tarball(tarball: str | Path, out: str | Path,
         "package": PACKAGE, "version": VERSION,
         "tarball": {"file": tarball.name, "sha256": tarball_sha},
         "sources": {name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
-        "output": {"file": WEIGHTS_FILE, "sha256": sha256_file(weights),
+        "output": {"file": WEIGHTS_FILE, "sha256": file_sha256(weights),
                    "tensors": len(state),
                    "parameters": sum(t.numel() for t in state.values()),
                    "parameters_without_fc": sum(t.numel() for k, t in state.items()
@@ -276,7 +269,7 @@ def is_up_to_date(out: str | Path, expected_sha256: str | None = TARBALL_SHA256)
         recorded, tarball = provenance["output"]["sha256"], provenance["tarball"]["sha256"]
     except (ValueError, KeyError, TypeError):
         return False
-    return recorded == sha256_file(weights) and expected_sha256 in (None, tarball)
+    return recorded == file_sha256(weights) and expected_sha256 in (None, tarball)
 
 
 def fetch_dlib_face(out: str | Path, tarball: str | Path | None = None, force: bool = False,

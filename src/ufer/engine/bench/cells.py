@@ -16,9 +16,9 @@ from ufer.data.schema import sidecar_path
 from ufer.data.synthetic import generate
 from ufer.engine.bench.config import BenchConfig, cell_dir
 from ufer.engine.bench.recipes import Row
-from ufer.engine.pretrain import file_sha256
 from ufer.engine.report import label_uncertainty, training_probs
 from ufer.engine.train import train_method
+from ufer.hashing import file_sha256
 from ufer.methods.base import load_method
 from ufer.metrics import auroc
 
