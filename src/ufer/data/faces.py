@@ -107,14 +107,14 @@ class _Pen:
         return np.round(np.asarray(pts) * self.f).astype(np.int32)
 
     def line(self, pts: np.ndarray, color, t: float = 1.0) -> None:
-        th = max(1, int(round(t * self.k)))
+        th = max(1, int(round(t * self.k)))  # noqa: RUF046 (numpy scalars: cv2 wants int)
         cv2.polylines(self.img, [self._p(pts)], False, self._c(color), th, cv2.LINE_AA, _SHIFT)
 
     def fill(self, pts: np.ndarray, color) -> None:
         cv2.fillPoly(self.img, [self._p(pts)], self._c(color), cv2.LINE_AA, _SHIFT)
 
     def ellipse(self, c, axes, color, angle: float = 0.0) -> None:
-        ax = tuple(int(round(max(a, 0.3) * self.f)) for a in axes)
+        ax = tuple(int(round(max(a, 0.3) * self.f)) for a in axes)  # noqa: RUF046 (numpy scalars)
         cv2.ellipse(self.img, tuple(self._p(c)), ax, angle, 0, 360, self._c(color), -1,
                     cv2.LINE_AA, _SHIFT)
 

@@ -48,7 +48,7 @@ class Recipe:
         m = dict(self.model)
         schedule = m.get("scheduler", "onecycle")
         if schedule == "multistep":
-            schedule += f" {m.get('milestones')} x{m.get('lr_decay', 0.1)}"
+            schedule += f" {list(m.get('milestones', []))} x{m.get('lr_decay', 0.1)}"
         elif schedule == "exponential":
             schedule += f" x{m.get('lr_decay')}/epoch"
         return (f"{m.get('optimizer', 'sgd')} {m.get('lr', 0.05)} {schedule}, batch "
