@@ -7,11 +7,11 @@ import argparse
 _EPILOG = """\
 Every row fine-tunes the same small face-recognition start (made once with `ufer pretrain`
 and cached in --cache) with one demo recipe (ours, not a paper's): Adam 0.001, lr x0.1
-after epochs 10 and 15, batch 128, 20 epochs. The table names each row's switches (paper or ours) and counts the
-wrong labels among the training labels as given and as left by the method.
+after epochs 10 and 15, batch 128, 20 epochs. The table names each row's switches (paper
+or ours) and counts the wrong labels among the training labels as given and as left.
 
 examples:
-  ufer demo                      # baseline (clean, noisy) and tuned MTAC: a few minutes
+  ufer demo                      # baseline (clean, noisy) and tuned MTAC
   ufer demo --all                # every registered method with its paper switches too
   ufer demo --methods scn mtac   # the baselines and these rows
 """
