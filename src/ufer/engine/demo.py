@@ -29,7 +29,7 @@ from ufer.data.manifest import read_manifest
 from ufer.data.noise import write_noisy_manifest
 from ufer.data.synthetic import generate
 from ufer.engine.bench.config import load_method_config, method_of
-from ufer.engine.bench.recipes import CONFIG_DIR, Recipe, paper_recipe
+from ufer.engine.bench.recipes import CONFIG_DIR, Recipe, paper_recipe, recipe_items
 from ufer.engine.pretrain import WEIGHTS, pretrain
 from ufer.engine.train import RUN_LOG, check_max_epochs, holds_run, set_threads, train_method
 
@@ -137,8 +137,7 @@ def run_demo(out: str | Path = "runs/demo", epochs: int = 20, rate: float = 0.3,
     start = time.perf_counter()
     weights = Path(pretrained) if pretrained else pretrained_start(Path(cache), seed)
     clean, noisy = prepare_demo_data(out / "data", seed, rate)
-    recipe = Recipe("demo", tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
-                                         for k, v in RECIPE.items())), BATCH_SIZE, epochs)
+    recipe = Recipe("demo", recipe_items(RECIPE), BATCH_SIZE, epochs)
     print(f"data: {clean} and {noisy} ({time.perf_counter() - start:.0f}s so far)\n"
           f"every row: {BACKBONE} from {weights}, {recipe.describe()}", flush=True)
     results = []

@@ -72,7 +72,7 @@ def _frozen(value: Any) -> Any:
     return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-def _recipe_items(kwargs: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+def recipe_items(kwargs: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted((k, _frozen(kwargs[k])) for k in RECIPE_KEYS if k in kwargs))
 
 
@@ -92,7 +92,7 @@ def paper_recipe(method: str) -> tuple[Recipe, dict[str, Any]]:
     """(the recipe, the method switches) of ``method``'s paper config."""
     config = paper_config(method)
     init = dict((config.get("model") or {}).get("init_args") or {})
-    recipe = Recipe(method, _recipe_items(init),
+    recipe = Recipe(method, recipe_items(init),
                     int((config.get("data") or {})["batch_size"]),
                     int((config.get("trainer") or {})["max_epochs"]))
     switches = {k: v for k, v in init.items() if k not in RECIPE_KEYS + BENCH_KEYS}
@@ -106,7 +106,7 @@ def shared_recipe(cfg: BenchConfig) -> Recipe:
                 if k in RECIPE_KEYS}
     model = {**defaults, **{k: v for k, v in cfg.method_configs.get("all", {}).items()
                             if k in RECIPE_KEYS}}
-    return Recipe("shared", _recipe_items(model), int(cfg.batch_size), int(cfg.epochs))
+    return Recipe("shared", recipe_items(model), int(cfg.batch_size), int(cfg.epochs))
 
 
 def grid_rows(cfg: BenchConfig, pretrained: str | None = None) -> list[Row]:
@@ -126,7 +126,7 @@ def grid_rows(cfg: BenchConfig, pretrained: str | None = None) -> list[Row]:
         recipes.setdefault(recipe.model + (recipe.batch_size, recipe.epochs), recipe)
         kwargs = {**switches, **dict(recipe.model), **start,
                   **merged_config(cfg.method_configs, label)}
-        model = _recipe_items(kwargs)
+        model = recipe_items(kwargs)
         if model != recipe.model:
             print(f"warning: --method-config {label} changes its paper recipe; no baseline of "
                   "the grid trains with the changed one", flush=True)
