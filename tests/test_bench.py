@@ -227,3 +227,22 @@ def test_bench_skips_methods_that_cannot_train_on_its_data(tiny_manifest, tmp_pa
         del _METHODS["needs_nothing_here"]
     assert "skipping needs_nothing_here: it needs a column" in capsys.readouterr().out
     assert [c["method"] for c in results["cells"]] == ["baseline"]
+
+
+def test_first_seed_runs_part_of_a_grid_that_combines(tiny_manifest, tmp_path):
+    """--first-seed 1 --seeds 1 trains only seed 1; the full 0..1 grid in the same folder
+    (or one its cells were copied into) then trains seed 0 alone and reuses seed 1."""
+    out = tmp_path / "split"
+    part = replace(_config(tiny_manifest, out), methods=["baseline"], noise=[0.3], seeds=1,
+                   first_seed=1, cleanlab=False)
+    first = run_bench(part, **tiny_fit_kwargs())
+    assert [(c["method"], c["seed"]) for c in first["cells"]] == [("baseline", 1)]
+    assert "1 seeds (1..1)" in format_bench(first)
+    assert "seed 1, ..." in format_bench(first)
+    before = _mtimes(out)
+    whole = run_bench(replace(part, seeds=2, first_seed=0), **tiny_fit_kwargs())
+    assert whole["trained_now"] == 1
+    assert sorted(c["seed"] for c in whole["cells"]) == [0, 1]
+    assert _mtimes(out)["baseline-n0.3-s1"] == before["baseline-n0.3-s1"]
+    with pytest.raises(ValueError, match="first_seed must be at least 0"):
+        replace(part, first_seed=-1).resolved()

@@ -53,7 +53,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated noise rates (default from the preset, else "
                         "0,0.1,0.2,0.3)")
     p.add_argument("--seeds", type=int, default=None,
-                   help="number of seeds 0..S-1 (default from the preset, else 3)")
+                   help="number of seeds, 0..S-1 unless --first-seed (default from the preset, else 3)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="start the seeds here (seeds K..K+S-1), e.g. to split a grid across "
+                        "machines: each runs its seeds into its own --out")
     p.add_argument("--protocol", default="symmetric",
                    help="symmetric | pairwise | FILE (a C x C transition matrix .csv/.npy "
                         "whose flip pattern is scaled to each rate)")
@@ -120,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("ufer bench: give --manifest (your data) or --preset (synthetic)")
     cfg = BenchConfig(out=args.out or "runs/bench", manifest=args.manifest, preset=args.preset,
                       methods=args.methods, noise=args.noise, seeds=args.seeds,
+                      first_seed=args.first_seed,
                       protocol=args.protocol, epochs=args.epochs, backbone=args.backbone,
                       batch_size=args.batch_size, image_size=args.image_size,
                       method_configs=configs, cleanlab=not args.no_cleanlab, folds=args.folds,

@@ -46,7 +46,10 @@ class BenchConfig:
             method ``name`` with its own ``method_configs`` entry (e.g. ``ldlva@forward``),
             a row and cells of its own.
         noise: noise rates of the grid.
-        seeds: number of seeds (0 .. seeds-1); each seeds the noise, the data order and init.
+        seeds: number of seeds (first_seed .. first_seed + seeds - 1); each seeds the noise,
+            the data order and init.
+        first_seed: the first seed of the grid (0); a grid split across machines runs
+            ``seeds`` seeds from here into its own OUT, and the cell folders combine.
         protocol: ``symmetric``, ``pairwise`` or a transition-matrix file (.csv/.npy) whose
             off-diagonal pattern is scaled to each rate.
         epochs, backbone, batch_size, image_size: the schedule shared by every cell.
@@ -71,6 +74,7 @@ class BenchConfig:
     methods: list[str] | None = None
     noise: list[float] | None = None
     seeds: int | None = None
+    first_seed: int = 0
     protocol: str = "symmetric"
     epochs: int | None = None
     backbone: str | None = None
@@ -84,6 +88,11 @@ class BenchConfig:
     regime: str = "scratch"
     pretrained: str | None = None
     reuse_unverified: bool = False
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The grid's seeds: ``first_seed`` .. ``first_seed + seeds - 1`` (resolved config)."""
+        return list(range(self.first_seed, self.first_seed + self.seeds))
 
     def resolved(self) -> BenchConfig:
         """A copy with every None filled from the preset's (or the generic) defaults."""
@@ -117,6 +126,8 @@ class BenchConfig:
             if values[name] < (2 if name == "folds" else 1):
                 raise ValueError(f"{name} must be at least {2 if name == 'folds' else 1}, "
                                  f"got {values[name]}")
+        if values["first_seed"] < 0:
+            raise ValueError(f"first_seed must be at least 0, got {values['first_seed']}")
         if values["image_size"] is not None and values["image_size"] < 8:
             raise ValueError(f"image_size must be at least 8 pixels, got {values['image_size']}")
         return BenchConfig(**values)

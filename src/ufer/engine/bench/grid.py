@@ -120,10 +120,10 @@ def run_bench(cfg: BenchConfig, train: bool = True, **overrides: Any) -> dict[st
     start = time.perf_counter()
     rows = grid_rows(cfg, pretrained_start(cfg, clean))
     manifests = {(r, s): noisy_manifest(clean, data_dir, cfg.protocol, r, s)
-                 for r in cfg.noise for s in range(cfg.seeds)}
+                 for r in cfg.noise for s in cfg.seed_list}
     cell_jobs = []
     for rate in cfg.noise:
-        for seed in range(cfg.seeds):
+        for seed in cfg.seed_list:
             for row in rows:
                 folder = cell_dir(out, row.label, rate, seed, row.regime)
                 settings = cell_settings(cfg, row, rate, seed, manifests[rate, seed])
@@ -134,7 +134,7 @@ def run_bench(cfg: BenchConfig, train: bool = True, **overrides: Any) -> dict[st
                 cell_jobs.append((run_cell, (cfg, row, rate, seed, manifests[rate, seed]),
                                   folder))
     reference_jobs = [(cleanlab_reference, (cfg, r, s, manifests[r, s]), reference_dir(out, r, s))
-                      for r in cfg.noise for s in range(cfg.seeds)] if use_cleanlab else []
+                      for r in cfg.noise for s in cfg.seed_list] if use_cleanlab else []
     for fn, args, folder in reference_jobs:
         check_settings(folder, reference_settings(*args), cfg.reuse_unverified, record=train)
     todo = [job for job in cell_jobs + reference_jobs if not _finished(job[2])]

@@ -64,6 +64,12 @@ def recipe_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _seed_range(cfg: dict[str, Any]) -> str:
+    """' (seeds K..L)' for a grid that does not start at seed 0, else ''."""
+    first = cfg.get("first_seed", 0)
+    return f" ({first}..{first + cfg['seeds'] - 1})" if first else ""
+
+
 def format_bench(results: dict[str, Any]) -> str:
     """The three Markdown tables of ``results.md``."""
     cfg, cells = results["config"], results["cells"]
@@ -75,7 +81,7 @@ def format_bench(results: dict[str, Any]) -> str:
     lines = [f"# ufer bench: {Path(cfg['manifest']).name}",
              "",
              (f"{len(methods)} rows x {len(rates)} noise rates ({cfg['protocol']}) x "
-             f"{seeds} seeds; backbone {cfg['backbone']}, image size "
+             f"{seeds} seeds{_seed_range(cfg)}; backbone {cfg['backbone']}, image size "
              f"{cfg.get('image_size') or 'as stored'}, the same data and augmentation in every "
              f"cell; mean ± std over seeds. " + REGIME_TEXT[cfg.get("regime", "scratch")]),
              "", *recipe_table(results), "", "## Test accuracy (%), final epoch", "", head,
@@ -86,7 +92,7 @@ def format_bench(results: dict[str, Any]) -> str:
                            f"({', '.join(missing)}); an entry over fewer seeds says n=.")]
     acc = by_method_rate(cells, lambda c: c["test"].get("acc"))
     lines += [_row(m, acc[m], rates, seeds=seeds) for m in methods]
-    lines += ["", "Per seed (test accuracy %, seed 0, 1, ...):", "",
+    lines += ["", f"Per seed (test accuracy %, seed {cfg.get('first_seed', 0)}, ...):", "",
               "| method | noise | per seed |", "|---|---|---|"]
     lines += [f"| {m} | {100 * r:g} % | " + " / ".join(
         f"{100 * c['test']['acc']:.1f}" for c in sorted(cells, key=lambda c: c["seed"])
