@@ -53,7 +53,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated noise rates (default from the preset, else "
                         "0,0.1,0.2,0.3)")
     p.add_argument("--seeds", type=int, default=None,
-                   help="number of seeds, 0..S-1 unless --first-seed (default from the preset, else 3)")
+                   help="number of seeds, 0..S-1 unless --first-seed (default from the "
+                        "preset, else 3)")
     p.add_argument("--first-seed", type=int, default=0,
                    help="start the seeds here (seeds K..K+S-1), e.g. to split a grid across "
                         "machines: each runs its seeds into its own --out")

@@ -65,7 +65,7 @@ def recipe_table(results: dict[str, Any]) -> list[str]:
 
 
 def _seed_range(cfg: dict[str, Any]) -> str:
-    """' (seeds K..L)' for a grid that does not start at seed 0, else ''."""
+    """' (K..L)', the seeds of a grid that does not start at seed 0; else ''."""
     first = cfg.get("first_seed", 0)
     return f" ({first}..{first + cfg['seeds'] - 1})" if first else ""
 
