@@ -73,6 +73,8 @@ def _frozen(value: Any) -> Any:
 
 
 def recipe_items(kwargs: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """The recipe keys of ``kwargs`` (optimizer, lr, schedule ...) as sorted, hashable
+    (key, value) pairs: two recipes are equal exactly when these are."""
     return tuple(sorted((k, _frozen(kwargs[k])) for k in RECIPE_KEYS if k in kwargs))
 
 
