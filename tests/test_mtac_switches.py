@@ -6,7 +6,7 @@ import torch
 from conftest import TINY_BACKBONE
 
 from ufer.methods.mtac import MTAC
-from ufer.methods.relabel import relabel_nearest_template
+from ufer.methods.relabel import keep_agreeing, relabel_nearest_template
 
 M, C = 3, 3
 
@@ -130,3 +130,29 @@ def test_relabel_waits_for_the_validation_accuracy(monkeypatch):
     assert bool(m.relabel_gate)
     m.apply_state_update(batch, out)
     assert int(m.samples.summary()["corrected"]) == 4  # samples of classes 0 and 2 swap
+
+
+def test_keep_agreeing_keeps_only_the_moves_the_classifier_shares():
+    labels, new = torch.tensor([0, 0, 1, 2]), torch.tensor([1, 2, 1, 0])
+    predicted = torch.tensor([1, 1, 0, 2])
+    # sample 0 moves (both say 1); 1 stays (template 2, classifier 1); 2 never moved;
+    # 3 stays (template 0, classifier keeps its own label 2)
+    assert keep_agreeing(new, labels, predicted).tolist() == [1, 0, 1, 2]
+
+
+@pytest.mark.parametrize("agreement", [False, True])
+def test_relabel_agreement_asks_the_classifier(monkeypatch, agreement):
+    _at_epoch(monkeypatch, 0)
+    m = _mtac(relabel_start=0, relabel_scope="all", relabel_agreement=agreement)
+    # every sample's s is the template of the class two steps on (0 -> 2, 1 -> 0, 2 -> 1);
+    # the classifier predicts that class only for samples 0 and 3
+    logits = torch.eye(C)[[2, 0, 1, 0, 0, 0]] * 5.0
+    out = {"alpha": torch.ones(6), "logits": logits,
+           "au_logits": torch.eye(3)[[2, 2, 0, 0, 1, 1]]}
+    batch = {"index": torch.arange(6), "label": torch.tensor([0, 0, 1, 1, 2, 2])}
+    m.templates.copy_(torch.eye(3))
+    m.template_initialized.fill_(True)
+    m.template_step.fill_(1000)  # w = template_w_min: the templates barely move
+    m.apply_state_update(batch, out)
+    expected = [2, 0, 1, 0, 2, 2] if agreement else [2, 2, 0, 0, 1, 1]
+    assert m.samples.current.tolist() == expected

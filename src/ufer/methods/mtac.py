@@ -41,7 +41,12 @@ from ufer.losses.classification import (
 )
 from ufer.losses.classification import rank_regularization as rank_regularization_loss
 from ufer.methods.base import Batch, FERMethod, decayed_groups
-from ufer.methods.relabel import batch_centers, relabel_nearest_template, update_templates
+from ufer.methods.relabel import (
+    batch_centers,
+    keep_agreeing,
+    relabel_nearest_template,
+    update_templates,
+)
 from ufer.methods.schedules import ramp_lambda1, ramp_lambda2, template_weight
 from ufer.methods.state import all_reduce_sum, unused_parameters_term
 from ufer.models.au_graph import (
@@ -129,6 +134,9 @@ class MTAC(FERMethod):
             is farther than the nearest one by more than this cosine distance.
         relabel_min_val_acc: ours, 0 in the paper: relabeling waits until the validation
             accuracy has reached this value once (no relabeling while the model is weak).
+        relabel_agreement: ours, off in the paper: eq 12 moves a label only to the class the
+            classifier also predicts (argmax of the logits), so one branch's bias towards a
+            class cannot move labels on its own.
         **kwargs: the ``FERMethod`` arguments (backbone, sizes, optimizer, schedule).
     """
 
@@ -151,7 +159,8 @@ class MTAC(FERMethod):
                  au_start_mode: Literal["branch", "gradient"] = "branch",
                  template_labels: Literal["current", "given"] = "current",
                  template_h: Literal["global", "epoch"] = "global", au_lr_decay: bool = True,
-                 relabel_margin: float = 0.0, relabel_min_val_acc: float = 0.0, **kwargs: Any):
+                 relabel_margin: float = 0.0, relabel_min_val_acc: float = 0.0,
+                 relabel_agreement: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
         for name, choices in _CHOICES.items():
             if locals()[name] not in choices:
@@ -308,6 +317,8 @@ class MTAC(FERMethod):
             eligible = ~high if hp.relabel_scope == "low" else torch.ones_like(high)
             new = relabel_nearest_template(s, self.templates, y, eligible,
                                            self.template_initialized, margin=hp.relabel_margin)
+            if hp.relabel_agreement:
+                new = keep_agreeing(new, y, out["logits"].argmax(1))
             self.samples.relabel(index, new, self.current_epoch)
 
     def on_train_start(self) -> None:

@@ -103,6 +103,21 @@ def relabel_nearest_template(
 
 
 @torch.no_grad()
+def keep_agreeing(new: Tensor, labels: Tensor, predicted: Tensor) -> Tensor:
+    """Keep only the moves that a second opinion agrees with (ours, no paper's rule).
+
+    Args:
+        new: (N,) int64 labels proposed by a relabel rule (e.g. eq 12's nearest template).
+        labels: (N,) int64 current labels.
+        predicted: (N,) int64 the second opinion, e.g. the classifier's argmax.
+
+    Returns:
+        (N,) int64: ``new`` where it equals ``predicted``, else ``labels``.
+    """
+    return torch.where(new == predicted, new, labels)
+
+
+@torch.no_grad()
 def relabel_margin(
     probs: Tensor, labels: Tensor, eligible: Tensor, margin: float = 0.2
 ) -> Tensor:
