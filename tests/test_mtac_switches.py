@@ -156,3 +156,15 @@ def test_relabel_agreement_asks_the_classifier(monkeypatch, agreement):
     m.apply_state_update(batch, out)
     expected = [2, 0, 1, 0, 2, 2] if agreement else [2, 2, 0, 0, 1, 1]
     assert m.samples.current.tolist() == expected
+
+
+@pytest.mark.parametrize("floor", [0.0, 0.1])
+def test_confidence_floor_lifts_alpha(floor):
+    m = _mtac(confidence_floor=floor)
+    torch.nn.init.zeros_(m.confidence_head.weight)
+    f = torch.ones(2, m.net.num_features)
+    for bias, expected in ((-100.0, floor), (0.0, floor + (1 - floor) * 0.5), (100.0, 1.0)):
+        torch.nn.init.constant_(m.confidence_head.bias, bias)
+        assert torch.allclose(m.confidence(f), torch.full((2,), expected))
+    with pytest.raises(ValueError, match="confidence_floor"):
+        _mtac(confidence_floor=1.0)

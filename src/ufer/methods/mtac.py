@@ -134,6 +134,10 @@ class MTAC(FERMethod):
             is farther than the nearest one by more than this cosine distance.
         relabel_min_val_acc: ours, 0 in the paper: relabeling waits until the validation
             accuracy has reached this value once (no relabeling while the model is weak).
+        confidence_floor: ours, 0 in the paper: alpha = floor + (1 - floor) sigmoid(.), so
+            the logits are never scaled below ``floor``. Against the collapse measured under
+            Adam 0.01, where alpha fell to ~0.0005 and the target branch stayed at chance for
+            5-20 epochs (docs/benchmarks.md).
         relabel_agreement: ours, off in the paper: eq 12 moves a label only to the class the
             classifier also predicts (argmax of the logits), so one branch's bias towards a
             class cannot move labels on its own.
@@ -160,11 +164,14 @@ class MTAC(FERMethod):
                  template_labels: Literal["current", "given"] = "current",
                  template_h: Literal["global", "epoch"] = "global", au_lr_decay: bool = True,
                  relabel_margin: float = 0.0, relabel_min_val_acc: float = 0.0,
-                 relabel_agreement: bool = False, **kwargs: Any):
+                 relabel_agreement: bool = False, confidence_floor: float = 0.0,
+                 **kwargs: Any):
         super().__init__(**kwargs)
         for name, choices in _CHOICES.items():
             if locals()[name] not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {locals()[name]!r}")
+        if not 0.0 <= confidence_floor < 1.0:
+            raise ValueError(f"confidence_floor must be in [0, 1), got {confidence_floor}")
         if not 0.0 < high_fraction < 1.0:
             raise ValueError(f"high_fraction must be in (0, 1), got {high_fraction}")
         hp = self.hparams
@@ -244,14 +251,21 @@ class MTAC(FERMethod):
         hp = self.hparams
         f, logits = self.net.features_and_logits(batch["image"])
         out = {"features": f, "logits": logits}
-        out["alpha"] = (torch.sigmoid(self.confidence_head(f)).squeeze(1)
-                        if self.confidence_head is not None else f.new_ones(f.shape[0]))
+        out["alpha"] = self.confidence(f)
         if self.va_head is not None:
             out["va_pred"] = torch.tanh(self.va_head(f))
         if self._au_on():
             to_backbone = hp.au_grad_to_backbone and self._au_started()
             out["au_logits"] = self.au_head(f if to_backbone else f.detach())
         return out
+
+    def confidence(self, f: Tensor) -> Tensor:
+        """alpha_i = sigmoid(Linear(f_i)) (MTAC eq 1), lifted to [floor, 1] by
+        ``confidence_floor`` (ours; 0 is the paper); 1 without the target branch. (N,)."""
+        if self.confidence_head is None:
+            return f.new_ones(f.shape[0])
+        floor = self.hparams.confidence_floor
+        return floor + (1.0 - floor) * torch.sigmoid(self.confidence_head(f)).squeeze(1)
 
     def batch_gamma(self, labels: Tensor) -> Tensor:
         """gamma_j = 1 - N_j / N over the batch (all processes' batches together), (C,)."""

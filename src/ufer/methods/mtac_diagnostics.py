@@ -46,9 +46,7 @@ def _outputs(method: Any, dataset: ManifestDataset, batch_size: int = 256
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         images = preprocess(batch["image"].to(device), *method.normalization)
         f, _ = method.net.features_and_logits(images)
-        alpha = (torch.sigmoid(method.confidence_head(f)).squeeze(1)
-                 if method.confidence_head is not None else f.new_ones(f.shape[0]))
-        parts["alpha"].append(alpha.cpu())
+        parts["alpha"].append(method.confidence(f).cpu())
         parts["f"].append(f.cpu())
         parts["s"].append(method.au_head(f).cpu())
         parts["au"].append(batch["au"])
