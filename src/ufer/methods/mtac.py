@@ -134,13 +134,13 @@ class MTAC(FERMethod):
             is farther than the nearest one by more than this cosine distance.
         relabel_min_val_acc: ours, 0 in the paper: relabeling waits until the validation
             accuracy has reached this value once (no relabeling while the model is weak).
-        confidence_floor: ours, 0 in the paper: alpha = floor + (1 - floor) sigmoid(.), so
-            the logits are never scaled below ``floor``. Against the collapse measured under
-            Adam 0.01, where alpha fell to ~0.0005 and the target branch stayed at chance for
-            5-20 epochs (docs/benchmarks.md).
         relabel_agreement: ours, off in the paper: eq 12 moves a label only to the class the
             classifier also predicts (argmax of the logits), so one branch's bias towards a
             class cannot move labels on its own.
+        confidence_floor: ours, 0 in the paper: alpha = floor + (1 - floor) sigmoid(.), so
+            the logits are never scaled below ``floor``. Against the collapse measured under
+            Adam 0.01, where alpha fell to ~0.0005 and the target branch stayed at chance for
+            5 to 17 epochs (docs/benchmarks.md).
         **kwargs: the ``FERMethod`` arguments (backbone, sizes, optimizer, schedule).
     """
 
