@@ -246,3 +246,33 @@ def test_first_seed_runs_part_of_a_grid_that_combines(tiny_manifest, tmp_path):
     assert _mtimes(out)["baseline-n0.3-s1"] == before["baseline-n0.3-s1"]
     with pytest.raises(ValueError, match="first_seed must be at least 0"):
         replace(part, first_seed=-1).resolved()
+
+
+def test_best_validation_epoch_is_scored_and_backfilled(tiny_manifest, tmp_path):
+    import pandas as pd
+
+    from ufer.engine.evaluate import evaluate
+
+    out = tmp_path / "bench"
+    cfg = replace(_config(tiny_manifest, out), methods=["baseline"], noise=[0.3], epochs=3)
+    first = run_bench(cfg, **tiny_fit_kwargs())
+    (cell,) = first["cells"]
+    best = cell["best_val"]
+    run = Path(cell["run_dir"])
+    log = pd.read_csv(run / "metrics.csv").dropna(subset=["val/acc"])
+    assert best["epoch"] == int(log["epoch"].iloc[log["val/acc"].to_numpy().argmax()]) + 1
+    ckpt = run / "checkpoints" / "best.ckpt"
+    again = evaluate(ckpt, tiny_manifest, out_dir=tmp_path / "eval")
+    assert best["acc"] == pytest.approx(again["accuracy"])
+    assert best["labels"]["noisy_given"] == cell["labels"]["noisy_given"]
+    md = (out / "results.md").read_text()
+    assert "## Test accuracy (%), epoch of best validation accuracy" in md
+    assert f"{100 * best['acc']:.1f} (ep {best['epoch']}; " in md
+    # a cell written before best_val existed gets it by evaluation alone, without training
+    path = out / "cells" / "baseline-n0.3-s0" / "results.json"
+    old = json.loads(path.read_text())
+    del old["best_val"]
+    path.write_text(json.dumps(old))
+    later = run_bench(cfg, train=False, **tiny_fit_kwargs())
+    assert later["trained_now"] == 0 and later["cells"][0]["best_val"] == best
+    assert json.loads(path.read_text())["best_val"] == best
