@@ -6,7 +6,7 @@ import torch
 from conftest import TINY_BACKBONE
 
 from ufer.methods.mtac import MTAC
-from ufer.methods.relabel import keep_agreeing, relabel_nearest_template
+from ufer.methods.relabel import keep_agreeing, keep_confident, relabel_nearest_template
 
 M, C = 3, 3
 
@@ -156,6 +156,34 @@ def test_relabel_agreement_asks_the_classifier(monkeypatch, agreement):
     m.apply_state_update(batch, out)
     expected = [2, 0, 1, 0, 2, 2] if agreement else [2, 2, 0, 0, 1, 1]
     assert m.samples.current.tolist() == expected
+
+
+def test_keep_confident_keeps_only_moves_the_classifier_is_sure_of():
+    labels, new = torch.tensor([0, 0, 1, 2]), torch.tensor([1, 2, 1, 0])
+    probs = torch.tensor([[0.05, 0.95, 0.0], [0.2, 0.2, 0.6], [0.1, 0.9, 0.0], [0.9, 0.0, 0.1]])
+    # moves 0 (p 0.95) and 3 (p 0.9, exactly the threshold) stay; 1 (p 0.6) is undone
+    assert keep_confident(new, labels, probs, 0.9).tolist() == [1, 0, 1, 0]
+    assert keep_confident(new, labels, probs, 0.0).tolist() == new.tolist()
+
+
+@pytest.mark.parametrize("min_prob", [0.0, 0.9])
+def test_relabel_min_prob_asks_for_a_sure_classifier(monkeypatch, min_prob):
+    _at_epoch(monkeypatch, 0)
+    m = _mtac(relabel_start=0, relabel_scope="all", relabel_agreement=True,
+              relabel_min_prob=min_prob)
+    # as above, but the classifier's vote for sample 3 is weak: softmax e/(e+2) = 0.58
+    logits = torch.eye(C)[[2, 0, 1, 0, 0, 0]] * torch.tensor([5.0, 5, 5, 1, 5, 5])[:, None]
+    out = {"alpha": torch.ones(6), "logits": logits,
+           "au_logits": torch.eye(3)[[2, 2, 0, 0, 1, 1]]}
+    batch = {"index": torch.arange(6), "label": torch.tensor([0, 0, 1, 1, 2, 2])}
+    m.templates.copy_(torch.eye(3))
+    m.template_initialized.fill_(True)
+    m.template_step.fill_(1000)
+    m.apply_state_update(batch, out)
+    expected = [2, 0, 1, 1, 2, 2] if min_prob else [2, 0, 1, 0, 2, 2]
+    assert m.samples.current.tolist() == expected
+    with pytest.raises(ValueError, match="relabel_min_prob"):
+        _mtac(relabel_min_prob=1.5)
 
 
 @pytest.mark.parametrize("floor", [0.0, 0.1])

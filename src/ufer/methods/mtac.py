@@ -44,6 +44,7 @@ from ufer.methods.base import Batch, FERMethod, decayed_groups
 from ufer.methods.relabel import (
     batch_centers,
     keep_agreeing,
+    keep_confident,
     relabel_nearest_template,
     update_templates,
 )
@@ -137,6 +138,10 @@ class MTAC(FERMethod):
         relabel_agreement: ours, off in the paper: eq 12 moves a label only to the class the
             classifier also predicts (argmax of the logits), so one branch's bias towards a
             class cannot move labels on its own.
+        relabel_min_prob: ours, 0 in the paper: eq 12 moves a label only when the classifier
+            gives the new class at least this softmax probability (against moves of clean
+            labels of ambiguous faces, where template and classifier can be wrong together:
+            measured at 0 % noise, docs/benchmarks.md).
         confidence_floor: ours, 0 in the paper: alpha = floor + (1 - floor) sigmoid(.), so
             the logits are never scaled below ``floor``. Against the collapse measured under
             Adam 0.01, where alpha fell to ~0.0005 and the target branch stayed at chance for
@@ -164,12 +169,14 @@ class MTAC(FERMethod):
                  template_labels: Literal["current", "given"] = "current",
                  template_h: Literal["global", "epoch"] = "global", au_lr_decay: bool = True,
                  relabel_margin: float = 0.0, relabel_min_val_acc: float = 0.0,
-                 relabel_agreement: bool = False, confidence_floor: float = 0.0,
-                 **kwargs: Any):
+                 relabel_agreement: bool = False, relabel_min_prob: float = 0.0,
+                 confidence_floor: float = 0.0, **kwargs: Any):
         super().__init__(**kwargs)
         for name, choices in _CHOICES.items():
             if locals()[name] not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {locals()[name]!r}")
+        if not 0.0 <= relabel_min_prob <= 1.0:
+            raise ValueError(f"relabel_min_prob must be in [0, 1], got {relabel_min_prob}")
         if not 0.0 <= confidence_floor < 1.0:
             raise ValueError(f"confidence_floor must be in [0, 1), got {confidence_floor}")
         if not 0.0 < high_fraction < 1.0:
@@ -333,6 +340,8 @@ class MTAC(FERMethod):
                                            self.template_initialized, margin=hp.relabel_margin)
             if hp.relabel_agreement:
                 new = keep_agreeing(new, y, out["logits"].argmax(1))
+            if hp.relabel_min_prob > 0:
+                new = keep_confident(new, y, out["logits"].softmax(1), hp.relabel_min_prob)
             self.samples.relabel(index, new, self.current_epoch)
 
     def on_train_start(self) -> None:

@@ -118,6 +118,23 @@ def keep_agreeing(new: Tensor, labels: Tensor, predicted: Tensor) -> Tensor:
 
 
 @torch.no_grad()
+def keep_confident(new: Tensor, labels: Tensor, probs: Tensor, min_prob: float) -> Tensor:
+    """Keep only the moves to a class the classifier is sure of (ours, no paper's rule).
+
+    Args:
+        new: (N,) int64 labels proposed by a relabel rule.
+        labels: (N,) int64 current labels.
+        probs: (N, C) the classifier's softmax probabilities.
+        min_prob: in [0, 1]; a move is kept when ``probs[i, new_i] >= min_prob``.
+
+    Returns:
+        (N,) int64: ``new`` where the classifier gives it at least ``min_prob``, else ``labels``.
+    """
+    p_new = probs.gather(1, new.unsqueeze(1)).squeeze(1)
+    return torch.where(p_new >= min_prob, new, labels)
+
+
+@torch.no_grad()
 def relabel_margin(
     probs: Tensor, labels: Tensor, eligible: Tensor, margin: float = 0.2
 ) -> Tensor:
