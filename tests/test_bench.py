@@ -264,6 +264,7 @@ def test_best_validation_epoch_is_scored_and_backfilled(tiny_manifest, tmp_path)
     ckpt = run / "checkpoints" / "best.ckpt"
     again = evaluate(ckpt, tiny_manifest, out_dir=tmp_path / "eval")
     assert best["acc"] == pytest.approx(again["accuracy"])
+    assert best["mean_acc"] == pytest.approx(again["mean_class_accuracy"])
     assert best["labels"]["noisy_given"] == cell["labels"]["noisy_given"]
     md = (out / "results.md").read_text()
     assert "## Test accuracy (%), epoch of best validation accuracy" in md

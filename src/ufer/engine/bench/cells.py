@@ -171,8 +171,9 @@ def best_val_test(run_dir: Path, manifest: Path, image_size: int | None) -> dict
     injected into ``train`` only), which real noisy data rarely offers.
 
     Returns:
-        ``{"epoch": 1-based epoch of those weights, "acc", "acc_clean" (None without
-        clean labels), "labels": that epoch's label counts (``SampleState.summary``)}``, or
+        ``{"epoch": 1-based epoch of those weights, "acc", "mean_acc" (mean class accuracy),
+        "acc_clean" (None without clean labels), "labels": that epoch's label counts
+        (``SampleState.summary``)}``, or
         None when the run has no best checkpoint or the manifest no test rows.
     """
     path = run_dir / "checkpoints" / "best.ckpt"
@@ -184,4 +185,5 @@ def best_val_test(run_dir: Path, manifest: Path, image_size: int | None) -> dict
     probs = predict_probs(model.net, dataset, model.normalization)
     test = summarize(probs, dataset.labels, list(data.classes), dataset.clean_labels)
     return {"epoch": int(read_checkpoint(path)["epoch"]) + 1, "acc": test["accuracy"],
-            "acc_clean": test.get("accuracy_clean"), "labels": model.samples.summary()}
+            "mean_acc": test["mean_class_accuracy"], "acc_clean": test.get("accuracy_clean"),
+            "labels": model.samples.summary()}
