@@ -139,9 +139,9 @@ class MTAC(FERMethod):
             classifier also predicts (argmax of the logits), so one branch's bias towards a
             class cannot move labels on its own.
         relabel_min_prob: ours, 0 in the paper: eq 12 moves a label only when the classifier
-            gives the new class at least this softmax probability (against moves of clean
-            labels of ambiguous faces, where template and classifier can be wrong together:
-            measured at 0 % noise, docs/benchmarks.md).
+            gives the new class at least this softmax probability. Against the moves of
+            clean labels at 0 % noise, where template and classifier are wrong together;
+            0.9 reduced them but did not stop them (docs/benchmarks.md).
         confidence_floor: ours, 0 in the paper: alpha = floor + (1 - floor) sigmoid(.), so
             the logits are never scaled below ``floor``. Against the collapse measured under
             Adam 0.01, where alpha fell to ~0.0005 and the target branch stayed at chance for

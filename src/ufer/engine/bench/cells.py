@@ -173,8 +173,8 @@ def best_val_test(run_dir: Path, manifest: Path, image_size: int | None) -> dict
     Returns:
         ``{"epoch": 1-based epoch of those weights, "acc", "mean_acc" (mean class accuracy),
         "acc_clean" (None without clean labels), "labels": that epoch's label counts
-        (``SampleState.summary``)}``, or
-        None when the run has no best checkpoint or the manifest no test rows.
+        (``SampleState.summary``)}``; None when the run has no best checkpoint or the
+        manifest no test rows.
     """
     path = run_dir / "checkpoints" / "best.ckpt"
     data = read_manifest(manifest, check_images=False)
