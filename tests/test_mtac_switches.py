@@ -6,7 +6,12 @@ import torch
 from conftest import TINY_BACKBONE
 
 from ufer.methods.mtac import MTAC
-from ufer.methods.relabel import keep_agreeing, keep_confident, relabel_nearest_template
+from ufer.methods.relabel import (
+    estimated_move_precision,
+    keep_agreeing,
+    keep_confident,
+    relabel_nearest_template,
+)
 
 M, C = 3, 3
 
@@ -196,3 +201,89 @@ def test_confidence_floor_lifts_alpha(floor):
         assert torch.allclose(m.confidence(f), torch.full((2,), expected))
     with pytest.raises(ValueError, match="confidence_floor"):
         _mtac(confidence_floor=1.0)
+
+
+def test_estimated_move_precision_by_hand():
+    # training: 100 moves in 1000 samples (0.1); validation: 5 in 500 (0.01) -> 1 - 0.1 = 0.9
+    assert estimated_move_precision(100, 1000, 5, 500) == pytest.approx(0.9)
+    assert estimated_move_precision(10, 100, 1, 20) == pytest.approx(0.5)  # 0.05 vs 0.1
+    assert estimated_move_precision(1, 100, 5, 100) == 0.0  # validation moves more: clipped
+    assert estimated_move_precision(0, 100, 0, 100) == 0.0  # nothing proposed: no estimate
+    assert estimated_move_precision(10, 100, 0, 0) == 0.0  # no validation split
+
+
+class _FixedAU(torch.nn.Module):
+    def __init__(self, s: torch.Tensor):
+        super().__init__()
+        self.s = s
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.s
+
+
+def test_relabel_min_precision_gates_on_the_validation_move_rate(monkeypatch):
+    _at_epoch(monkeypatch, 0)
+    monkeypatch.setattr(MTAC, "trainer", property(lambda self: type(
+        "T", (), {"state": type("S", (), {"fn": "fit"})()})()))
+    m = _mtac(relabel_start=0, relabel_scope="all", relabel_min_precision=0.5)
+    m.templates.copy_(torch.eye(3))
+    m.template_initialized.fill_(True)
+    m.template_step.fill_(1000)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    batch = {"index": torch.arange(6), "label": labels}
+    out = {"alpha": torch.ones(6), "logits": torch.zeros(6, C),
+           "au_logits": torch.eye(3)[[2, 2, 0, 0, 1, 1]]}  # every label is proposed a move
+
+    def validate(s: torch.Tensor) -> None:
+        m.au_head = _FixedAU(s)
+        m.on_validation_epoch_start()
+        m.validation_step({"image": torch.zeros(6, 3, 32, 32), "label": labels}, 0)
+        m.on_validation_epoch_end()
+
+    m.on_train_epoch_start()
+    m.apply_state_update(batch, out)
+    assert int(m.samples.summary()["corrected"]) == 0  # closed until the first validation
+    assert m._proposed["train"] == [6, 6]
+    validate(torch.eye(3)[[0, 0, 1, 1, 1, 1]])  # moves 2 of 6 validation labels (class 2)
+    assert m._proposed["val"] == [2, 6]
+    assert bool(m.precision_gate)  # 1 - (2/6) / (6/6) = 0.67 >= 0.5
+    m.on_train_epoch_start()
+    m.apply_state_update(batch, out)
+    assert int(m.samples.summary()["corrected"]) == 6
+    validate(torch.eye(3)[[1, 1, 1, 1, 1, 1]])  # moves 4 of 6: 1 - 4/6 = 0.33 < 0.5
+    assert not bool(m.precision_gate)
+    out = {**out, "au_logits": torch.eye(3)[[0, 0, 1, 1, 2, 2]]}  # would move every label back
+    m.apply_state_update(batch, out)
+    assert m.samples.current.tolist() == [2, 2, 0, 0, 1, 1]  # the gate holds them
+
+
+def test_relabel_min_precision_off_adds_no_validation_work():
+    m = _mtac()
+    assert not m.checks_precision and bool(m.precision_gate)
+    m.validation_step({"image": torch.zeros(2, 3, 32, 32), "label": torch.tensor([0, 1])}, 0)
+    assert m._proposed["val"] == [0, 0]  # the relabel rule did not run on validation
+
+
+def test_checkpoint_from_before_the_gates_loads_with_them_open():
+    from ufer.methods.base import CKPT_KEY, STATE_FORMAT
+
+    old = _mtac().state_dict()
+    for gate in ("relabel_gate", "precision_gate"):
+        del old[gate]
+    m = _mtac(relabel_min_val_acc=0.6, relabel_min_precision=0.5)
+    assert not bool(m.relabel_gate) and not bool(m.precision_gate)
+    ckpt = {CKPT_KEY: {"method": "mtac", "state_format": STATE_FORMAT}, "state_dict": old}
+    m.on_load_checkpoint(ckpt)
+    m.load_state_dict(ckpt["state_dict"])
+    assert bool(m.relabel_gate) and bool(m.precision_gate)
+
+
+@pytest.mark.parametrize("confidence_lr", [None, 1e-4])
+def test_confidence_lr_sets_the_rate_of_the_confidence_head_only(confidence_lr):
+    m = _mtac(optimizer="adam", lr=0.01, au_lr=0.005, confidence_lr=confidence_lr,
+              scheduler="none")
+    rate = {id(p): g["lr"] for g in m.configure_optimizers().param_groups
+            for p in g["params"]}
+    assert {rate[id(p)] for p in m.confidence_head.parameters()} == {confidence_lr or 0.01}
+    assert {rate[id(p)] for p in m.net.parameters()} == {0.01}
+    assert {rate[id(p)] for p in m.au_head.parameters()} == {0.005}

@@ -239,8 +239,10 @@ class FERMethod(pl.LightningModule):
                      sync_dist=False)
 
     # ----------------------------------------------------------------- evaluation
-    def _eval_step(self, batch: Batch, prefix: str) -> None:
-        logits = self.net(batch["image"])
+    def _eval_step(self, batch: Batch, prefix: str, logits: Tensor | None = None) -> None:
+        """Update and log ``prefix``/acc, mean_acc (and acc_clean) from ``logits`` (N, C),
+        computed here from the batch's images when not given."""
+        logits = self.net(batch["image"]) if logits is None else logits
         size = batch["label"].shape[0]
         self.val_acc(logits, batch["label"])
         self.val_mean_acc(logits, batch["label"])

@@ -43,6 +43,7 @@ from ufer.losses.classification import rank_regularization as rank_regularizatio
 from ufer.methods.base import Batch, FERMethod, decayed_groups
 from ufer.methods.relabel import (
     batch_centers,
+    estimated_move_precision,
     keep_agreeing,
     keep_confident,
     relabel_nearest_template,
@@ -142,10 +143,23 @@ class MTAC(FERMethod):
             gives the new class at least this softmax probability. Against the moves of
             clean labels at 0 % noise, where template and classifier are wrong together;
             0.9 reduced them but did not stop them (docs/benchmarks.md).
+        relabel_min_precision: ours, 0 in the paper: relabeling in an epoch runs only when,
+            at the last validation, the estimated share of moves that fix a wrong label
+            (``relabel.estimated_move_precision``: the rate at which the rule above, with
+            every other switch, proposes moves on the training batches of the epoch against
+            the rate at which it proposes moving the validation split's labels) reached this.
+            0.5 = moves that fix at least as many labels as they break. Needs a validation
+            split; closed until the first validation.
         confidence_floor: ours, 0 in the paper: alpha = floor + (1 - floor) sigmoid(.), so
             the logits are never scaled below ``floor``. Against the collapse measured under
             Adam 0.01, where alpha fell to ~0.0005 and the target branch stayed at chance for
             5 to 17 epochs (docs/benchmarks.md).
+        confidence_lr: ours, None in the paper (= ``lr``): learning rate of the confidence
+            head (decayed by the schedule like ``lr``). Against alpha's saturation at the
+            floor under Adam 0.01: every step moves all of the head's weights by about the
+            rate in one direction, and on the non-negative pooled features that drove the
+            logit of alpha to about -20 within two epochs, where sigmoid has no gradient
+            left (docs/benchmarks.md).
         **kwargs: the ``FERMethod`` arguments (backbone, sizes, optimizer, schedule).
     """
 
@@ -170,13 +184,17 @@ class MTAC(FERMethod):
                  template_h: Literal["global", "epoch"] = "global", au_lr_decay: bool = True,
                  relabel_margin: float = 0.0, relabel_min_val_acc: float = 0.0,
                  relabel_agreement: bool = False, relabel_min_prob: float = 0.0,
-                 confidence_floor: float = 0.0, **kwargs: Any):
+                 relabel_min_precision: float = 0.0, confidence_floor: float = 0.0,
+                 confidence_lr: float | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         for name, choices in _CHOICES.items():
             if locals()[name] not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {locals()[name]!r}")
-        if not 0.0 <= relabel_min_prob <= 1.0:
-            raise ValueError(f"relabel_min_prob must be in [0, 1], got {relabel_min_prob}")
+        for name in ("relabel_min_prob", "relabel_min_precision"):
+            if not 0.0 <= locals()[name] <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {locals()[name]}")
+        if confidence_lr is not None and confidence_lr <= 0:
+            raise ValueError(f"confidence_lr must be positive, got {confidence_lr}")
         if not 0.0 <= confidence_floor < 1.0:
             raise ValueError(f"confidence_floor must be in [0, 1), got {confidence_floor}")
         if not 0.0 < high_fraction < 1.0:
@@ -221,6 +239,10 @@ class MTAC(FERMethod):
         self.register_buffer("template_step", torch.zeros((), dtype=torch.long))
         # relabeling allowed (relabel_min_val_acc reached once); saved, so a resume agrees
         self.register_buffer("relabel_gate", torch.tensor(relabel_min_val_acc <= 0.0))
+        # relabeling allowed this epoch by relabel_min_precision (set at each validation)
+        self.register_buffer("precision_gate", torch.tensor(relabel_min_precision <= 0.0))
+        self.checks_precision = self.relabel_active and relabel_min_precision > 0
+        self._proposed = {"train": [0, 0], "val": [0, 0]}  # [moves, samples] this epoch
         self.samples.add("confidence")  # latest alpha per training sample, NaN = unseen
         self._h: int | None = None  # Python mirror of template_step (no device sync per step)
         self._epoch_h = 0  # batches since the epoch started (template_h="epoch")
@@ -333,16 +355,50 @@ class MTAC(FERMethod):
         self.template_step += 1
         self._h += 1
         self._epoch_h += 1
-        if (self.relabel_active and self.current_epoch >= hp.relabel_start
-                and bool(self.relabel_gate)):
-            eligible = ~high if hp.relabel_scope == "low" else torch.ones_like(high)
-            new = relabel_nearest_template(s, self.templates, y, eligible,
-                                           self.template_initialized, margin=hp.relabel_margin)
-            if hp.relabel_agreement:
-                new = keep_agreeing(new, y, out["logits"].argmax(1))
-            if hp.relabel_min_prob > 0:
-                new = keep_confident(new, y, out["logits"].softmax(1), hp.relabel_min_prob)
-            self.samples.relabel(index, new, self.current_epoch)
+        relabel_now = (self.relabel_active and self.current_epoch >= hp.relabel_start
+                       and bool(self.relabel_gate) and bool(self.precision_gate))
+        if relabel_now or self.checks_precision:
+            new = self.propose_labels(s, y, high, out.get("logits"))
+            self._count("train", new, y)
+            if relabel_now:
+                self.samples.relabel(index, new, self.current_epoch)
+
+    @torch.no_grad()
+    def propose_labels(self, s: Tensor, labels: Tensor, high: Tensor,
+                       logits: Tensor | None) -> Tensor:
+        """Eq 12's nearest-template labels (MTAC eqs 11-12) of the eligible samples, kept
+        only where ``relabel_agreement`` / ``relabel_min_prob`` allow; (N,) int64.
+
+        Args:
+            s: (N, M) AU logits; labels: (N,) current labels; high: (N,) bool high group;
+            logits: (N, C) classifier logits (needed by those two switches only).
+        """
+        hp = self.hparams
+        eligible = ~high if hp.relabel_scope == "low" else torch.ones_like(high)
+        new = relabel_nearest_template(s, self.templates, labels, eligible,
+                                       self.template_initialized, margin=hp.relabel_margin)
+        if hp.relabel_agreement:
+            new = keep_agreeing(new, labels, logits.argmax(1))
+        if hp.relabel_min_prob > 0:
+            new = keep_confident(new, labels, logits.softmax(1), hp.relabel_min_prob)
+        return new
+
+    def _count(self, split: str, new: Tensor, labels: Tensor) -> None:
+        if self.checks_precision:
+            counts = self._proposed[split]
+            counts[0] += int((new != labels).sum())
+            counts[1] += labels.numel()
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        """Accuracy; with ``relabel_min_precision`` also the moves the relabel rule would make
+        on the validation labels (one forward serves both)."""
+        if not self.checks_precision:
+            return super().validation_step(batch, batch_idx)
+        f, logits = self.net.features_and_logits(batch["image"])
+        self._eval_step(batch, "val", logits)
+        high = split_high_low(self.confidence(f), self.hparams.high_fraction)
+        new = self.propose_labels(self.au_head(f), batch["label"], high, logits)
+        self._count("val", new, batch["label"])
 
     def on_train_start(self) -> None:
         super().on_train_start()
@@ -350,15 +406,43 @@ class MTAC(FERMethod):
 
     def on_train_epoch_start(self) -> None:
         self._epoch_h = 0
+        self._proposed["train"] = [0, 0]
+
+    def on_validation_epoch_start(self) -> None:
+        self._proposed["val"] = [0, 0]
 
     def on_validation_epoch_end(self) -> None:
-        """Open the relabel gate once the validation accuracy reaches relabel_min_val_acc."""
-        if (not bool(self.relabel_gate) and self.trainer.state.fn == "fit"
+        """Open the relabel gate once the validation accuracy reaches relabel_min_val_acc;
+        set this epoch's precision gate from the moves proposed on train and validation."""
+        if self.trainer.state.fn != "fit":
+            return
+        if (not bool(self.relabel_gate)
                 and float(self.val_acc.compute()) >= self.hparams.relabel_min_val_acc):
             self.relabel_gate.fill_(True)
+        if self.checks_precision:
+            self._update_precision_gate()
+
+    def _update_precision_gate(self) -> None:
+        counts = all_reduce_sum(torch.tensor(self._proposed["train"] + self._proposed["val"],
+                                             dtype=torch.float64, device=self.device))
+        train_moves, train_seen, val_moves, val_seen = counts.tolist()
+        if val_seen == 0:
+            log.warning("MTAC: relabel_min_precision needs a validation split; "
+                        "relabeling stays off")
+        precision = estimated_move_precision(train_moves, train_seen, val_moves, val_seen)
+        self.precision_gate.fill_(precision >= self.hparams.relabel_min_precision)
+        rates = {"train_move_rate": train_moves / max(train_seen, 1.0),
+                 "val_move_rate": val_moves / max(val_seen, 1.0),
+                 "est_precision": precision, "precision_gate": float(self.precision_gate)}
+        for name, value in rates.items():
+            self.log(f"relabel/{name}", value, on_step=False, on_epoch=True, sync_dist=False)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Also accept checkpoints written before the relabel gates existed: their runs had no
+        such switch, so the gates are open."""
         super().on_load_checkpoint(checkpoint)
+        for gate in ("relabel_gate", "precision_gate"):
+            checkpoint["state_dict"].setdefault(gate, torch.tensor(True))
         self._h = None
 
     # ----------------------------------------------------------------- hooks for the engine
@@ -398,11 +482,17 @@ class MTAC(FERMethod):
 
     # ----------------------------------------------------------------- optimisation
     def param_groups(self) -> list[dict[str, Any]]:
-        """Network and confidence/VA heads at ``lr``; the AU branch at ``au_lr``."""
+        """Network and VA head at ``lr``; the confidence head at ``confidence_lr`` (default
+        ``lr``: then it shares the VA head's groups, as in runs from before the switch); the
+        AU branch at ``au_lr``."""
         hp = self.hparams
-        heads = [p for head in (self.confidence_head, self.va_head) if head is not None
-                 for p in head.parameters()]
-        groups = super().param_groups() + decayed_groups(heads, hp.lr, hp.weight_decay)
+        heads: dict[float, list[nn.Parameter]] = {}
+        for head, lr in ((self.confidence_head, hp.confidence_lr or hp.lr), (self.va_head, hp.lr)):
+            if head is not None:
+                heads.setdefault(lr, []).extend(head.parameters())
+        groups = super().param_groups()
+        for lr, params in heads.items():
+            groups += decayed_groups(params, lr, hp.weight_decay)
         if self.au_head is not None:
             au = decayed_groups(self.au_head.parameters(), hp.au_lr, hp.weight_decay)
             groups += [{**g, "scheduled": hp.au_lr_decay} for g in au]

@@ -134,6 +134,32 @@ def keep_confident(new: Tensor, labels: Tensor, probs: Tensor, min_prob: float) 
     return torch.where(p_new >= min_prob, new, labels)
 
 
+def estimated_move_precision(train_moves: float, train_seen: float, val_moves: float,
+                             val_seen: float) -> float:
+    """Share of a relabel rule's training moves that fix a wrong label, estimated (ours).
+
+    A rule that moves validation labels at rate r_val = val_moves / val_seen is taken to
+    move right training labels at that rate too; of the training moves, proposed at rate
+    r_train = train_moves / train_seen, the share 1 - r_val / r_train is then left for the
+    wrong labels. Validation samples are not fitted the way training samples are, and a
+    noisy validation split adds its right moves to r_val: both make the estimate low, not
+    high. Moves that fix as many labels as they break give 0.5.
+
+    Args:
+        train_moves, train_seen: moves the rule proposed on training samples, and how many
+            samples it looked at (>= 0).
+        val_moves, val_seen: the same on validation samples, with their given labels.
+
+    Returns:
+        1 - r_val / r_train clipped to [0, 1]; 0.0 when the rule proposed nothing on the
+        training samples or no validation sample was seen.
+    """
+    if train_moves <= 0 or train_seen <= 0 or val_seen <= 0:
+        return 0.0
+    ratio = (val_moves / val_seen) / (train_moves / train_seen)
+    return min(max(1.0 - ratio, 0.0), 1.0)
+
+
 @torch.no_grad()
 def relabel_margin(
     probs: Tensor, labels: Tensor, eligible: Tensor, margin: float = 0.2
