@@ -183,6 +183,28 @@ def last_logged(run_dir: str | Path, key: str) -> float | None:
     return float(table[key].dropna().iloc[-1])
 
 
+def precision_gate_log(run_dir: str | Path) -> dict[str, Any] | None:
+    """What MTAC's ``relabel_min_precision`` gate did, from RUN/metrics.csv; None when the run
+    did not log it.
+
+    Returns:
+        ``open_for_epochs``: the 1-based epochs the gate allowed relabeling in (the gate set at
+        the validation of epoch e governs epoch e + 1; relabel_start and relabel_min_val_acc
+        still apply); ``est_precision``: the estimate at each validation, in epoch order.
+    """
+    path = Path(run_dir) / "metrics.csv"
+    if not path.is_file():
+        return None
+    table = epoch_table(path)
+    if "relabel/precision_gate" not in table.columns:
+        return None
+    logged = table[["relabel/precision_gate", "relabel/est_precision"]].dropna()
+    last = int(table.index.max())
+    opened = [int(e) + 2 for e in logged.index[logged["relabel/precision_gate"] > 0] if e < last]
+    return {"open_for_epochs": opened,
+            "est_precision": [round(float(v), 4) for v in logged["relabel/est_precision"]]}
+
+
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None,
                  manifest: str | Path | None = None, top: int = 40) -> dict[str, Any]:
     """Write RUN/report/ (see the module docstring) and return the summary dict.
@@ -250,6 +272,9 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None,
             dist.detach().float().cpu().numpy(), table, names)
         frame.head(top).to_csv(out / "distributions.csv", index=False)
         summary["files"].append(str(out / "distributions.csv"))
+    gate = precision_gate_log(run_dir)
+    if gate is not None:
+        summary["precision_gate"] = gate
     diagnostics = method.diagnostics(dataset)
     if diagnostics:
         summary["diagnostics"] = diagnostics
@@ -274,6 +299,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append("  uncertainty: " + format_numbers(summary["uncertainty"]))
     if "label_distribution" in summary:
         lines.append("  label distributions: " + format_numbers(summary["label_distribution"]))
+    if "precision_gate" in summary:
+        opened = summary["precision_gate"]["open_for_epochs"]
+        lines.append("  relabel_min_precision gate open for epochs (1-based): "
+                     + (", ".join(map(str, opened)) if opened else "none"))
     if "diagnostics" in summary:
         lines.append("  diagnostics: " + format_numbers(summary["diagnostics"]))
     lines.append(f"  written: {Path(summary['files'][0]).parent}/ "
