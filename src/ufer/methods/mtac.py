@@ -356,7 +356,7 @@ class MTAC(FERMethod):
         self._h += 1
         self._epoch_h += 1
         relabel_now = (self.relabel_active and self.current_epoch >= hp.relabel_start
-                       and bool(self.relabel_gate) and bool(self.precision_gate))
+                       and bool(self.relabel_gate & self.precision_gate))
         if relabel_now or self.checks_precision:
             new = self.propose_labels(s, y, high, out.get("logits"))
             self._count("train", new, y)
@@ -384,9 +384,9 @@ class MTAC(FERMethod):
         return new
 
     def _count(self, split: str, new: Tensor, labels: Tensor) -> None:
-        if self.checks_precision:
+        if self.checks_precision:  # the move count stays on the device: no sync per step
             counts = self._proposed[split]
-            counts[0] += int((new != labels).sum())
+            counts[0] = counts[0] + (new != labels).sum()
             counts[1] += labels.numel()
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
@@ -423,7 +423,8 @@ class MTAC(FERMethod):
             self._update_precision_gate()
 
     def _update_precision_gate(self) -> None:
-        counts = all_reduce_sum(torch.tensor(self._proposed["train"] + self._proposed["val"],
+        counts = all_reduce_sum(torch.tensor([float(c) for c in self._proposed["train"]
+                                              + self._proposed["val"]],
                                              dtype=torch.float64, device=self.device))
         train_moves, train_seen, val_moves, val_seen = counts.tolist()
         if val_seen == 0:
