@@ -3,16 +3,17 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ufer.losses.ldlva import (
     center_pull,
     center_repulsion,
     center_repulsion_gradient,
     center_step,
-    contributions,
     distribution_cross_entropy,
     label_distribution,
     local_similarity,
+    log_contributions,
     neighbour_distribution,
     uncertainty_factor_gradient,
 )
@@ -40,19 +41,43 @@ def test_ldlva_local_similarity_eq2_and_the_code_variant():
 def test_ldlva_contributions_eq4():
     s = torch.tensor([[0.8, 0.4, 0.0]])
     zeta = torch.tensor([[0.5, 1.0, 0.9]])
-    close(contributions(s, zeta), [[0.4, 0.4, 0.0]])
-    close(contributions(s, None), [[0.8, 0.4, 0.0]])  # table 4 (iv)
+    close(log_contributions(s, zeta.log()).exp(), [[0.4, 0.4, 0.0]])
+    close(log_contributions(s, None).exp(), [[0.8, 0.4, 0.0]])  # table 4 (iv)
+    assert log_contributions(s, zeta.log())[0, 2] == -math.inf  # a non-neighbour
 
 
 def test_ldlva_neighbour_and_label_distribution_eqs5_6():
     c = torch.tensor([[1.0, 3.0], [0.0, 0.0]])
     probs = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]] * 2)
     one_hot = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
-    d_tilde = neighbour_distribution(c, probs, one_hot)
+    d_tilde = neighbour_distribution(c.log(), probs, one_hot)
     # row 0: (1 * e0 + 3 * e1) / 4; row 1: no contribution -> the label itself
     close(d_tilde, [[0.25, 0.75, 0.0], [0.0, 0.0, 1.0]])
     d = label_distribution(one_hot, d_tilde, torch.tensor([0.4, 0.9]))
     close(d, [[0.7, 0.3, 0.0], [0.0, 0.0, 1.0]])
+
+
+def test_ldlva_neighbour_distribution_when_every_zeta_underflows():
+    # g = -200 and -200 + log 3: sigmoid(g) is 0 in float32 for both, yet eq 5 weighs the two
+    # neighbours 1 : 3 (the paper regime's calibration drifted to g near -93 everywhere)
+    g = torch.tensor([[-200.0, -200.0 + math.log(3.0)]], requires_grad=True)
+    assert (torch.sigmoid(g) == 0).all()
+    probs = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
+    s = torch.tensor([[1.0, 1.0]])
+    d_tilde = neighbour_distribution(log_contributions(s, F.logsigmoid(g)), probs, ONE_HOT_0)
+    close(d_tilde.detach(), [[0.25, 0.75, 0.0]])
+    d_tilde[0, 1].backward()  # d(w_2)/dg_2 = w_2 (1 - w_2) (1 - zeta_2) = 3/16
+    assert g.grad.tolist()[0] == pytest.approx([-3 / 16, 3 / 16], rel=1e-5)
+    assert not torch.isnan(g.grad).any()
+
+
+def test_ldlva_neighbour_distribution_without_known_neighbours_has_no_nan_gradient():
+    g = torch.zeros(1, 2, requires_grad=True)
+    log_c = torch.where(torch.tensor([[False, False]]), g, -torch.inf)
+    d_tilde = neighbour_distribution(log_c, torch.full((1, 2, 3), 1 / 3), ONE_HOT_0)
+    close(d_tilde.detach(), [[1.0, 0.0, 0.0]])  # the label itself
+    d_tilde.sum().backward()
+    assert g.grad.tolist() == [[0.0, 0.0]]
 
 
 def test_ldlva_distribution_cross_entropy_eq1():
@@ -112,11 +137,11 @@ def test_ldlva_center_step_is_wen_et_al():
 
 def test_ldlva_neighbour_distribution_stays_float32_under_autocast():
     g = torch.Generator().manual_seed(1)
-    c = torch.rand(4, 8, generator=g)
+    log_c = torch.rand(4, 8, generator=g).log()
     probs = torch.rand(4, 8, 7, generator=g).softmax(-1)
     one_hot = torch.eye(7)[:4]
-    reference = neighbour_distribution(c, probs, one_hot)
+    reference = neighbour_distribution(log_c, probs, one_hot)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        mixed = neighbour_distribution(c, probs, one_hot)
+        mixed = neighbour_distribution(log_c, probs, one_hot)
     assert mixed.dtype == torch.float32
     torch.testing.assert_close(mixed, reference, rtol=0, atol=0)

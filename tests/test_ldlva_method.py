@@ -180,3 +180,27 @@ def test_ldlva_diagnostics_bank_vs_forward_distance():
     m.samples.bank_probs[4] = torch.tensor(E2)
     tv = m.diagnostics(train_set)["bank_vs_forward_tv"]
     assert tv == pytest.approx((1 - probs[4, 2].item()) / 2 / N)
+
+
+def test_ldlva_calibration_far_below_zero_still_weighs_the_neighbours():
+    """Eq 5 uses only ratios of the zeta_ik: shifting g far below zero (sigmoid rounds to 0)
+    keeps the neighbour distribution, it does not fall back to the label."""
+    m = LDLVA(backbone=TINY_BACKBONE, num_classes=C, num_train=N, has_va=True,
+              num_neighbours=2, discriminative_loss=False)
+    m.samples.reset(torch.tensor([0, 2, 0, 1, 2, 1]))
+    m.samples.neighbours.copy_(torch.tensor([[4, 1], [2, 3], [0, 1], [0, 1], [0, 1], [0, 1]]))
+    m.samples.similarity.fill_(1.0)
+    m.samples.bank_probs.copy_(torch.tensor([E0, [0.0, 1.0, 0.0], E0, E0, E2, E2]))
+    g = torch.Generator().manual_seed(0)
+    m.samples.bank_features.copy_(torch.randn(N, m.net.num_features, generator=g))
+    batch = {"image": torch.randn(2, 3, 32, 32, generator=g), "index": torch.tensor([0, 1]),
+             "label": torch.tensor([0, 2])}
+    m.eval()
+    mixtures = []
+    for shift in (-200.0, -400.0):
+        with torch.no_grad():
+            m.calibration.rest[-1].bias.fill_(shift)
+            mixtures.append(m.forward_train(batch)["neighbour_distribution"])
+    torch.testing.assert_close(mixtures[0], mixtures[1])
+    # sample 0's neighbours 4 (class 2) and 1 (class 1) both weigh in; not its label (class 0)
+    assert mixtures[0][0, 0] == 0 and mixtures[0][0, 1] > 0 and mixtures[0][0, 2] > 0

@@ -1,6 +1,7 @@
 """ufer report on an LDLVA run: lambda of wrong vs right labels (histogram), the most moved
 distributions, how often their argmax is the true label, LDLVA's own diagnostics."""
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -53,6 +54,7 @@ def test_ldlva_report(tiny_noisy_manifest, tmp_path):
     assert diag["neighbour_coverage"] == 1.0
     assert diag["neighbours_same_true_class"] > diag["neighbours_same_given_class"]
     assert 0 < diag["calibration_same_true_class"] < 1
+    assert math.isfinite(diag["calibration_log_ratio"])
     assert 0 <= diag["bank_vs_forward_tv"] <= 1
     assert diag["lambda_auroc_wrong"] == summary["uncertainty"]["auroc_wrong"]
     assert json.loads((out / "summary.json").read_text())["label_distribution"] == stats

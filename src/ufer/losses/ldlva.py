@@ -40,31 +40,47 @@ def local_similarity(anchor_va: Tensor, neighbour_va: Tensor, delta: float,
     raise ValueError(f"distance must be 'squared_l2' or 'l1', got {distance!r}")
 
 
-def contributions(similarity: Tensor, calibration: Tensor | None) -> Tensor:
-    """Contribution degrees c_ik = zeta_ik s_ik (eq 4); s_ik alone without the adaptive
-    similarity (table 4, setting iv). Both (B, K); non-neighbours carry s_ik = 0."""
-    return similarity if calibration is None else calibration * similarity
+def log_contributions(similarity: Tensor, log_calibration: Tensor | None) -> Tensor:
+    """Log contribution degrees log c_ik = log zeta_ik + log s_ik (eq 4, c_ik = zeta_ik s_ik,
+    in log space); log s_ik alone without the adaptive similarity (table 4, setting iv).
+
+    Args:
+        similarity: (B, K) s_ik in [0, 1]; non-neighbours carry 0 (log -inf).
+        log_calibration: (B, K) log zeta_ik <= 0, or None.
+
+    Returns:
+        (B, K) in [-inf, 0].
+    """
+    log_s = similarity.log()
+    return log_s if log_calibration is None else log_calibration + log_s
 
 
-def neighbour_distribution(contribution: Tensor, neighbour_probs: Tensor,
+def neighbour_distribution(log_contribution: Tensor, neighbour_probs: Tensor,
                            fallback: Tensor) -> Tensor:
     """Aggregated neighbour distribution d~_i = sum_k c_ik f(x_k) / sum_k c_ik (eq 5).
 
+    The weights c_ik / sum_k c_ik are a softmax over k of log c_ik: the same numbers, but
+    they do not underflow when every zeta_ik of an anchor is tiny. Eq 5 depends only on the
+    ratios of the c_ik, so g of eq 3 can drift towards -inf together over a run (measured:
+    g near -93 for every pair after 5 epochs of Adam 0.001 in the paper regime), where
+    sigmoid(g) rounds to 0 in float32 and the plain ratio would fall back to the label.
+
     Args:
-        contribution: (B, K) c_ik >= 0.
+        log_contribution: (B, K) log c_ik, -inf for neighbours that do not contribute.
         neighbour_probs: (B, K, C) f(x_k).
-        fallback: (B, C) used for anchors whose contributions sum to 0 (no neighbour known
-            yet): the one-hot label, so that d_i = l_i whatever lambda_i (eq 6) and
-            lambda_i's gradient (eq 9) is exactly 0.
+        fallback: (B, C) used for anchors no neighbour contributes to (none known yet): the
+            one-hot label, so that d_i = l_i whatever lambda_i (eq 6) and lambda_i's
+            gradient (eq 9) is exactly 0.
 
     Returns:
-        (B, C), rows summing to 1, in the inputs' precision (a product and a sum, which
-        autocast leaves alone, where an einsum would run in bfloat16).
+        (B, C), rows summing to 1, in float32 (a product and a sum, which autocast leaves
+        alone, where an einsum would run in bfloat16).
     """
-    total = contribution.sum(dim=1, keepdim=True)
-    mixed = (contribution.unsqueeze(-1) * neighbour_probs).sum(dim=1)
-    return torch.where(total > 0, mixed / total.clamp(min=torch.finfo(total.dtype).tiny),
-                       fallback)
+    log_c = log_contribution.float()
+    known = torch.isfinite(log_c).any(dim=1, keepdim=True)
+    weights = torch.where(known, log_c, 0.0).softmax(dim=1)  # no NaN in the unused branch
+    mixed = (weights.unsqueeze(-1) * neighbour_probs.float()).sum(dim=1)
+    return torch.where(known, mixed, fallback.float())
 
 
 def label_distribution(one_hot: Tensor, neighbour_dist: Tensor,

@@ -62,10 +62,10 @@ from ufer.losses.ldlva import (
     center_repulsion,
     center_repulsion_gradient,
     center_step,
-    contributions,
     distribution_cross_entropy,
     label_distribution,
     local_similarity,
+    log_contributions,
     neighbour_distribution,
     uncertainty_factor_gradient,
 )
@@ -81,7 +81,8 @@ CALIBRATION_WIDTHS = (512, 256)  # eq 3: "the dimensionality of each layer is 51
 
 class CalibrationMLP(nn.Module):
     """g of eq 3: [v_i, v_k] (2V) -> 512 -> 256 -> 1, LayerNorm and ReLU after the first two
-    layers; zeta_ik = sigmoid(g). The first layer is applied to the concatenation as the sum
+    layers; zeta_ik = sigmoid(g), returned as log zeta_ik (eq 5 is built in log space,
+    ``losses.ldlva.neighbour_distribution``). The first layer is applied to the concatenation as the sum
     of its two halves (the same linear map), the anchor's half once per anchor.
 
     Args:
@@ -99,14 +100,14 @@ class CalibrationMLP(nn.Module):
                                   nn.LayerNorm(narrow), nn.ReLU(), nn.Linear(narrow, 1))
 
     def forward(self, anchor: Tensor, neighbours: Tensor) -> Tensor:
-        """anchor v_i (B, V), neighbours v_k (B, K, V) -> zeta (B, K) in (0, 1)."""
+        """anchor v_i (B, V), neighbours v_k (B, K, V) -> log zeta (B, K), <= 0."""
         w_anchor, w_neighbour = self.first.weight.split(self.dim, dim=1)
         hidden = (F.linear(anchor, w_anchor, self.first.bias).unsqueeze(1)
                   + F.linear(neighbours, w_neighbour))
         logit = self.rest(hidden).squeeze(-1)
         if self.floor is not None:
             logit = logit.clamp(min=self.floor)
-        return torch.sigmoid(logit)
+        return F.logsigmoid(logit)
 
 
 @register_method("ldlva")
@@ -235,10 +236,8 @@ class LDLVA(FERMethod):
             probs, features, available = self._forwarded(batch, neighbours)
         else:
             probs, features, available = self._banked(neighbours)
-        zeta, out["neighbour_distribution"] = self._mixture(
+        _, out["neighbour_distribution"] = self._mixture(
             f, self.samples.similarity[index], probs, features, available, self._one_hot(batch))
-        if zeta is not None:
-            out["calibration"] = zeta
         return out
 
     def _forwarded(self, batch: Batch, neighbours: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -272,13 +271,13 @@ class LDLVA(FERMethod):
 
     def _mixture(self, f: Tensor, similarity: Tensor, probs: Tensor, features: Tensor | None,
                  available: Tensor, one_hot: Tensor) -> tuple[Tensor | None, Tensor]:
-        """zeta (B, K) (eq 3; None without calibration) and d~ (B, C) (eqs 4-5) of anchors
-        with features f (B, V) and labels one_hot (B, C), from their neighbours' similarity
-        s (B, K), softmax (B, K, C), features (B, K, V) and availability (B, K)."""
-        zeta = (self.calibration(f, features.to(f.dtype)) if self.calibration is not None
-                else None)
-        c = torch.where(available, contributions(similarity, zeta), 0.0)
-        return zeta, neighbour_distribution(c.float(), probs, one_hot)
+        """log zeta (B, K) (eq 3; None without calibration) and d~ (B, C) (eqs 4-5) of
+        anchors with features f (B, V) and labels one_hot (B, C), from their neighbours'
+        similarity s (B, K), softmax (B, K, C), features (B, K, V) and availability (B, K)."""
+        log_zeta = (self.calibration(f, features.to(f.dtype)) if self.calibration is not None
+                    else None)
+        log_c = torch.where(available, log_contributions(similarity, log_zeta), -torch.inf)
+        return log_zeta, neighbour_distribution(log_c, probs, one_hot)
 
     def _one_hot(self, batch: Batch) -> Tensor:
         """l_i of the batch (B, C) float32."""
@@ -363,6 +362,10 @@ class LDLVA(FERMethod):
           detector of wrong given labels;
         - ``calibration_same_true_class`` / ``calibration_other_true_class``: mean zeta_ik
           (eq 3, final network) over neighbour pairs of the same / another true class;
+        - ``calibration_log_ratio``: mean log zeta_ik of the same-class pairs minus that of
+          the other-class pairs: how much more weight (log factor) eq 5 gives a neighbour of
+          the anchor's true class. Eq 5 uses only ratios of the zeta_ik, so this stays
+          meaningful when all of them are tiny;
         - ``bank_vs_forward_tv`` (``bank`` mode): mean total variation distance between the
           neighbour distributions d~_i (eq 5) built from the bank and the ones ``forward``
           mode would build with the final network (un-augmented, eval mode), over the
@@ -386,11 +389,14 @@ class LDLVA(FERMethod):
         stats = uncertainty_stats(self.sample_uncertainty(), samples)
         out.update({f"lambda_{k}": v for k, v in stats.items()})
         features = self._features(train_set)
-        zeta, now, _ = self._rebuilt(features, banked=False)
-        if zeta is not None:
-            pair_zeta = zeta[pairs][truth]
-            out["calibration_same_true_class"] = _mean(pair_zeta[same[truth]])
-            out["calibration_other_true_class"] = _mean(pair_zeta[~same[truth]])
+        log_zeta, now, _ = self._rebuilt(features, banked=False)
+        if log_zeta is not None:
+            pair = log_zeta[pairs][truth]
+            same_pair, other_pair = pair[same[truth]], pair[~same[truth]]
+            out["calibration_same_true_class"] = _mean(same_pair.exp())
+            out["calibration_other_true_class"] = _mean(other_pair.exp())
+            if same_pair.numel() and other_pair.numel():
+                out["calibration_log_ratio"] = _mean(same_pair) - _mean(other_pair)
         if self.uses_bank:
             _, banked, filled = self._rebuilt(features, banked=True)
             out["bank_vs_forward_tv"] = _mean(0.5 * (banked - now).abs().sum(dim=1)[filled])
@@ -408,7 +414,7 @@ class LDLVA(FERMethod):
 
     def _rebuilt(self, features: Tensor, banked: bool, chunk: int = 4096
                  ) -> tuple[Tensor | None, Tensor, Tensor]:
-        """Every training sample's zeta (N, K) (None without calibration) and d~ (N, C) with
+        """Every training sample's log zeta (N, K) (None without calibration) and d~ (N, C) with
         the current network's features (N, V) of the anchors, the neighbours taken from the
         bank (``banked``) or from the same current features and their softmax (what forward
         mode builds, here without augmentation), and which samples have a neighbour (N,)."""
@@ -424,11 +430,11 @@ class LDLVA(FERMethod):
                 safe = neighbours.clamp(min=0)
                 probs, neighbour_features, available = (probs_now[safe], features[safe],
                                                         neighbours >= 0)
-            zeta, d = self._mixture(features[rows], samples.similarity[rows], probs,
-                                    neighbour_features, available, one_hot[rows])
-            parts.append((zeta, d, available.any(dim=1)))
-        zeta = None if self.calibration is None else torch.cat([p[0] for p in parts])
-        return zeta, torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts])
+            log_zeta, d = self._mixture(features[rows], samples.similarity[rows], probs,
+                                        neighbour_features, available, one_hot[rows])
+            parts.append((log_zeta, d, available.any(dim=1)))
+        log_zeta = None if self.calibration is None else torch.cat([p[0] for p in parts])
+        return log_zeta, torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts])
 
     # ----------------------------------------------------------------- optimisation
     def param_groups(self) -> list[dict[str, Any]]:
