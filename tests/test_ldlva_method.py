@@ -11,7 +11,7 @@ from test_mtac_method import _EveryEpoch, _parse
 
 from ufer.engine.train import train_method
 from ufer.methods.base import read_checkpoint
-from ufer.methods.ldlva import LDLVA
+from ufer.methods.ldlva import LDLVA, CalibrationMLP
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 N, C = 6, 3
@@ -204,3 +204,16 @@ def test_ldlva_calibration_far_below_zero_still_weighs_the_neighbours():
     torch.testing.assert_close(mixtures[0], mixtures[1])
     # sample 0's neighbours 4 (class 2) and 1 (class 1) both weigh in; not its label (class 0)
     assert mixtures[0][0, 0] == 0 and mixtures[0][0, 1] > 0 and mixtures[0][0, 2] > 0
+
+
+def test_ldlva_calibration_output_is_float32_under_autocast():
+    g = CalibrationMLP(16)
+    with torch.no_grad():
+        g.rest[-1].bias.fill_(-93.0)  # where bfloat16's spacing is 0.5
+    gen = torch.Generator().manual_seed(0)
+    anchor, neighbours = torch.randn(2, 16, generator=gen), torch.randn(2, 3, 16, generator=gen)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        log_zeta = g(anchor, neighbours)
+    assert log_zeta.dtype == torch.float32
+    assert not torch.equal(log_zeta * 2, (log_zeta * 2).round())  # not on bfloat16's 0.5 grid
+    torch.testing.assert_close(log_zeta, g(anchor, neighbours), rtol=0, atol=0.1)

@@ -82,8 +82,11 @@ CALIBRATION_WIDTHS = (512, 256)  # eq 3: "the dimensionality of each layer is 51
 class CalibrationMLP(nn.Module):
     """g of eq 3: [v_i, v_k] (2V) -> 512 -> 256 -> 1, LayerNorm and ReLU after the first two
     layers; zeta_ik = sigmoid(g), returned as log zeta_ik (eq 5 is built in log space,
-    ``losses.ldlva.neighbour_distribution``). The first layer is applied to the concatenation as the sum
-    of its two halves (the same linear map), the anchor's half once per anchor.
+    ``losses.ldlva.neighbour_distribution``). The first layer is applied to the
+    concatenation as the sum of its two halves (the same linear map), the anchor's half once
+    per anchor. The last layer runs in float32 even under autocast: g can drift far from 0
+    (only the differences between pairs matter), where bfloat16's spacing (0.5 at |g| ~ 93)
+    would distort the ratios of eq 5.
 
     Args:
         dim: V, the backbone's feature size.
@@ -104,7 +107,9 @@ class CalibrationMLP(nn.Module):
         w_anchor, w_neighbour = self.first.weight.split(self.dim, dim=1)
         hidden = (F.linear(anchor, w_anchor, self.first.bias).unsqueeze(1)
                   + F.linear(neighbours, w_neighbour))
-        logit = self.rest(hidden).squeeze(-1)
+        narrow = self.rest[:-1](hidden)
+        with torch.autocast(narrow.device.type, enabled=False):
+            logit = self.rest[-1](narrow.float()).squeeze(-1)
         if self.floor is not None:
             logit = logit.clamp(min=self.floor)
         return F.logsigmoid(logit)
