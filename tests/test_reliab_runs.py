@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from ufer.cli.main import main
 from ufer.data.manifest import ManifestError, read_manifest, write_manifest
+from ufer.engine.callbacks import TrainingClock
 from ufer.engine.train import train_method
 from ufer.methods.base import read_checkpoint
 
@@ -187,3 +188,22 @@ def test_reliab_checkpoint_errors_name_the_file(tmp_path):
         read_checkpoint(tmp_path)
     assert read_checkpoint(good)["ufer"] == {"method": "baseline"}
     assert not (tmp_path / "PAYLOAD_RAN").exists()
+
+
+def test_reliab_training_clock_sums_the_processes_of_a_resumed_run(tiny_manifest, tmp_path):
+    """``seconds`` of a run continued from its checkpoint counts the earlier process too: a
+    finished one-epoch run "resumed" trains nothing more, and still reports at least the
+    seconds its checkpoint recorded (before the clock it reported only the new process)."""
+    clock = TrainingClock()
+    clock.load_state_dict({"seconds": 100.0})
+    assert clock.seconds() == 100.0  # not started: the earlier processes only
+    clock.on_fit_start(None, None)
+    assert 100.0 <= clock.state_dict()["seconds"] < 160.0
+
+    run = tmp_path / "run"
+    first = _fit(tiny_manifest, run, 1, scheduler="multistep")
+    last = run / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, weights_only=True)["callbacks"]["TrainingClock"]["seconds"]
+    assert 0.0 < saved <= first["seconds"]
+    again = _fit(tiny_manifest, run, 1, resume=last, scheduler="multistep")
+    assert again["seconds"] >= saved

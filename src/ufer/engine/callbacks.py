@@ -1,6 +1,6 @@
-"""Callbacks the engine adds to every run: the plain epoch line, the label-flow file, and an
-optional per-epoch log of a method's ``diagnostics``. Side effects (files, console) live
-here, never in a LightningModule."""
+"""Callbacks the engine adds to every run: the plain epoch line, the label-flow file, the
+training clock, and an optional per-epoch log of a method's ``diagnostics``. Side effects
+(files, console) live here, never in a LightningModule."""
 from __future__ import annotations
 
 import json
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import Callback
 
 from ufer.methods.base import FERMethod
@@ -30,6 +31,43 @@ class EpochLine(Callback):
                  f"{time.perf_counter() - self._start:.1f}s"]
         parts += [f"{key} {float(m[key]):.4g}" for key in self.KEYS if key in m]
         print("  " + "  ".join(parts), flush=True)
+
+
+class TrainingClock(Callback):
+    """Wall-clock seconds of a run's training, summed over every process that trained it.
+
+    The sum is saved in each checkpoint, so a run resumed from ``last.ckpt`` reports the time
+    of the whole run (earlier processes up to their last checkpoint, plus this one), not only
+    the part after the resume; work lost after a checkpoint is trained again and counted once.
+    """
+
+    def __init__(self) -> None:
+        self.before = 0.0  # seconds of earlier processes, from the checkpoint resumed
+        self._start: float | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def seconds(self) -> float:
+        """Seconds so far: earlier processes plus this one since ``fit`` started."""
+        return self.before + (0.0 if self._start is None else time.perf_counter() - self._start)
+
+    def state_dict(self) -> dict[str, float]:
+        return {"seconds": self.seconds()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.before = float(state_dict["seconds"])
+
+    @staticmethod
+    def recorded(checkpoint: str | Path | None) -> float:
+        """Seconds a checkpoint's clock recorded (0 without a checkpoint, or one saved before
+        the clock existed). Read by the launching process: under ``ddp_spawn`` the callback's
+        hooks run in the workers, not on the launcher's copy."""
+        if checkpoint is None:
+            return 0.0
+        states = torch.load(checkpoint, map_location="cpu", weights_only=True,
+                            mmap=True).get("callbacks", {})
+        return float(states.get(TrainingClock.__qualname__, {}).get("seconds", 0.0))
 
 
 class LabelFlowWriter(Callback):

@@ -29,7 +29,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from ufer.data.datamodule import FERDataModule
-from ufer.engine.callbacks import EpochLine, LabelFlowWriter
+from ufer.engine.callbacks import EpochLine, LabelFlowWriter, TrainingClock
 from ufer.methods.base import CKPT_KEY, FERMethod, read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -348,7 +348,7 @@ def trainer_kwargs(run_dir: str | Path, max_epochs: int, *, progress: bool | Non
     run_dir = Path(run_dir)
     progress = interactive() if progress is None else progress
     callbacks: list[Callback] = list(extra_callbacks or []) + [
-        LabelFlowWriter(run_dir), ContinueMetrics(), SplitNotes()]
+        LabelFlowWriter(run_dir), ContinueMetrics(), SplitNotes(), TrainingClock()]
     callbacks += [] if progress else [EpochLine()]
     if checkpoints:
         callbacks += [ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best",
@@ -394,7 +394,7 @@ def fit(method: FERMethod, datamodule: FERDataModule, run_dir: str | Path, max_e
         trainer = pl.Trainer(**trainer_kwargs(run_dir, max_epochs, append=append, **overrides))
         start = time.perf_counter()
         trainer.fit(method, datamodule=datamodule, ckpt_path=resume, weights_only=True)
-        seconds = time.perf_counter() - start
+        seconds = TrainingClock.recorded(resume) + time.perf_counter() - start
         result: dict[str, Any] = {"method": method.method_name, "run_dir": str(run_dir),
                                   "seconds": seconds, "epochs": trainer.current_epoch,
                                   "images_per_second": datamodule.num_train * max_epochs / seconds,
