@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -207,3 +208,16 @@ def test_reliab_training_clock_sums_the_processes_of_a_resumed_run(tiny_manifest
     assert 0.0 < saved <= first["seconds"]
     again = _fit(tiny_manifest, run, 1, resume=last, scheduler="multistep")
     assert again["seconds"] >= saved
+
+
+def test_reliab_training_clock_counts_a_resume_from_last_ckpt_once(tiny_manifest, tmp_path):
+    """Resuming from ``last.ckpt`` overwrites it; the earlier seconds come from the file as it
+    was before training, so the resumed run is at most the first run plus this call."""
+    run = tmp_path / "run"
+    _fit(tiny_manifest, run, 1, scheduler="multistep")
+    last = run / "checkpoints" / "last.ckpt"
+    saved = TrainingClock.recorded(read_checkpoint(last))
+    start = time.perf_counter()
+    again = _fit(tiny_manifest, run, 2, resume=last, scheduler="multistep")
+    call = time.perf_counter() - start
+    assert saved <= again["seconds"] <= saved + call

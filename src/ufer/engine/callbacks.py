@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.callbacks import Callback
 
 from ufer.methods.base import FERMethod
@@ -59,15 +58,12 @@ class TrainingClock(Callback):
         self.before = float(state_dict["seconds"])
 
     @staticmethod
-    def recorded(checkpoint: str | Path | None) -> float:
-        """Seconds a checkpoint's clock recorded (0 without a checkpoint, or one saved before
-        the clock existed). Read by the launching process: under ``ddp_spawn`` the callback's
-        hooks run in the workers, not on the launcher's copy."""
-        if checkpoint is None:
-            return 0.0
-        states = torch.load(checkpoint, map_location="cpu", weights_only=True,
-                            mmap=True).get("callbacks", {})
-        return float(states.get(TrainingClock.__qualname__, {}).get("seconds", 0.0))
+    def recorded(checkpoint: dict[str, Any]) -> float:
+        """Seconds a loaded checkpoint's clock recorded (0 for one saved before the clock
+        existed). Read by the launching process: under ``ddp_spawn`` the callback's hooks run
+        in the workers, not on the launcher's copy."""
+        state = checkpoint.get("callbacks", {}).get(TrainingClock.__qualname__, {})
+        return float(state.get("seconds", 0.0))
 
 
 class LabelFlowWriter(Callback):

@@ -96,7 +96,7 @@ def check_max_epochs(max_epochs: int | None) -> None:
 
 # ----------------------------------------------------------------------------- resume
 def check_resume(path: str | Path, method: FERMethod, datamodule: FERDataModule,
-                 max_epochs: int, *, finished_ok: bool = False) -> None:
+                 max_epochs: int, *, finished_ok: bool = False) -> dict[str, Any]:
     """Refuse a resume from checkpoint ``path`` that would not continue that run as it was.
 
     Resuming restores the checkpoint's weights, optimizer and schedule, so a method,
@@ -104,6 +104,9 @@ def check_resume(path: str | Path, method: FERMethod, datamodule: FERDataModule,
     silently mixed in). Also refused: a schedule planned in steps (onecycle, cosine) for
     another number of epochs (it cannot be extended; multistep, exponential and none can),
     and, unless ``finished_ok``, a run that has no epoch left to train. Nothing is written.
+
+    Returns:
+        the checkpoint, as ``read_checkpoint`` loaded it.
     """
     path = Path(path)
     ckpt = read_checkpoint(path)
@@ -121,6 +124,7 @@ def check_resume(path: str | Path, method: FERMethod, datamodule: FERDataModule,
                          f"continues with its own settings, so pass the same ones{hint}, or "
                          "start a new run without --ckpt_path")
     _check_epochs_left(path, ckpt, max_epochs, finished_ok)
+    return ckpt
 
 
 def _setting_differences(ckpt: dict[str, Any], method: FERMethod,
@@ -387,14 +391,15 @@ def fit(method: FERMethod, datamodule: FERDataModule, run_dir: str | Path, max_e
     run_dir = Path(run_dir)
     with run_log() as logs:
         append = claim_run_dir(run_dir, resume)
-        if resume is not None:
-            check_resume(resume, method, datamodule, max_epochs, finished_ok=True)
+        # read before fit: resuming from last.ckpt overwrites it
+        earlier = 0.0 if resume is None else TrainingClock.recorded(
+            check_resume(resume, method, datamodule, max_epochs, finished_ok=True))
         logs.write_to(run_dir, append)
         pl.seed_everything(seed, workers=True, verbose=False)
         trainer = pl.Trainer(**trainer_kwargs(run_dir, max_epochs, append=append, **overrides))
         start = time.perf_counter()
         trainer.fit(method, datamodule=datamodule, ckpt_path=resume, weights_only=True)
-        seconds = TrainingClock.recorded(resume) + time.perf_counter() - start
+        seconds = earlier + time.perf_counter() - start
         result: dict[str, Any] = {"method": method.method_name, "run_dir": str(run_dir),
                                   "seconds": seconds, "epochs": trainer.current_epoch,
                                   "images_per_second": datamodule.num_train * max_epochs / seconds,
